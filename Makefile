@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Each creates .venv with the pinned dependencies when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.graphrec-installed
+
+.PHONY: demo test lint bench-baselines bench-speed results constraints clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/graphrec demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check graphrec tests benchmarks
+
+bench-baselines: $(STAMP)
+	$(BIN)/python benchmarks/baselines.py --dataset tmall --seeds 0 1 2
+
+bench-speed: $(STAMP)
+	$(BIN)/python benchmarks/speed.py --dataset tmall
+
+constraints: $(STAMP)
+	{ echo "# Tested pins: pip install -c constraints.txt -e '.[dev]' (regenerate with: make constraints)"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -vi '^graphrec'; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info
