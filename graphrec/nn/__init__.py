@@ -1,1 +1,7 @@
-"""graphrec.nn."""
+"""Neural building blocks: sparse propagation, encoders, heads."""
+from graphrec.nn.propagation import (bipartite_propagate,
+                                     bipartite_propagate_scatter,
+                                     item_to_user, user_to_item)
+
+__all__ = ['bipartite_propagate', 'bipartite_propagate_scatter',
+           'item_to_user', 'user_to_item']
