@@ -1,0 +1,157 @@
+"""Recommenders with no training: popularity and an auxiliary re-ranker."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from graphrec.data.graph import BehaviorGraph
+from graphrec.models.base import Recommender
+
+
+class ItemPopularity(Recommender):
+    r"""Scores every item by its number of train interactions of
+    :obj:`behavior`, the same list for every user.
+
+    Args:
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        behavior (str): Which behavior counts, a name, :obj:`'target'` or
+            :obj:`'all'`. (default: :obj:`'target'`)
+    """
+    trainable = False
+
+    def __init__(self, num_users: int, num_items: int,
+                 behavior: Union[str, Sequence[str]] = 'target'):
+        super().__init__(num_users, num_items)
+        self.behavior = behavior
+
+    def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
+        names = graph.resolve(self.behavior)
+        count = torch.zeros(self.num_items, device=graph.device)
+        for b in names:
+            count += torch.bincount(graph.edge_index_dict[b][1],
+                                    minlength=self.num_items)
+        ones = torch.ones(self.num_users, 1, device=graph.device)
+        return {'user': ones, 'item': count.unsqueeze(-1)}
+
+
+class AuxiliaryReranker(Recommender):
+    r"""A training-free ranker: the items a user already interacted with in
+    an auxiliary behavior first, ordered by the strongest behavior seen
+    (later in the cascade is stronger), then by recency where timestamps
+    exist, then every item by an item prior.
+
+    .. math::
+        s_{ui} = 4 \cdot \ell_{ui} + 2 \cdot r_{ui} + p_i,
+
+    with :math:`\ell_{ui}` the 1-based cascade position of the strongest
+    auxiliary behavior linking :math:`u` and :math:`i` (0 if none),
+    :math:`r_{ui} \in [0, 1]` the recency of the latest such interaction
+    within the user's history, and :math:`p_i \in [0, 1)` the scaled item
+    prior: train target popularity, or the smoothed conversion rate
+    :math:`(n^{tgt}_i + m \bar{c}) / (n^{aux}_i + m)` of the first
+    behavior into the target.
+
+    Args:
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        prior (str): :obj:`'popularity'` or :obj:`'conversion'`.
+            (default: :obj:`'popularity'`)
+        smoothing (float): :math:`m` for the conversion prior.
+            (default: :obj:`10.0`)
+        behaviors (Sequence[str], optional): The behaviors that count as a
+            visit. (default: :obj:`None`, every auxiliary behavior)
+    """
+    trainable = False
+    decomposable = False
+    priors = ('popularity', 'conversion')
+
+    def __init__(self, num_users: int, num_items: int,
+                 prior: str = 'popularity', smoothing: float = 10.0,
+                 behaviors: Optional[Sequence[str]] = None):
+        super().__init__(num_users, num_items)
+        if prior not in self.priors:
+            raise ValueError(f"'prior' must be one of {self.priors} "
+                             f"(got {prior!r})")
+        if smoothing < 0:
+            raise ValueError(f"'smoothing' must be >= 0 (got {smoothing})")
+        self.prior = prior
+        self.smoothing = float(smoothing)
+        self.behaviors = None if behaviors is None else tuple(behaviors)
+
+    def item_prior(self, graph: BehaviorGraph) -> Tensor:
+        r"""The prior :math:`p_i`, scaled into :math:`[0, 1)`."""
+        def count(b):
+            return torch.bincount(graph.edge_index_dict[b][1],
+                                  minlength=self.num_items).float()
+
+        target = count(graph.target)
+        if self.prior == 'conversion' and len(graph.behaviors) > 1:
+            base = count(graph.behaviors[0])
+            rate = target.sum() / base.sum().clamp(min=1)
+            value = (target + self.smoothing * rate) / (base +
+                                                        self.smoothing)
+        else:
+            value = target
+        return value / (value.max().clamp(min=1e-12) * 1.001)
+
+    def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
+        names = self.behaviors or graph.behaviors[:-1]
+        level = {b: graph.behaviors.index(b) + 1 for b in names}
+        n = self.num_items
+        keys, strength, time = [], [], []
+        for b in names:
+            edge_index = graph.edge_index_dict[b]
+            keys.append(edge_index[0] * n + edge_index[1])
+            strength.append(torch.full_like(edge_index[0], level[b]))
+            ts = graph.timestamps.get(b)
+            time.append(ts.long() if ts is not None else
+                        torch.zeros_like(edge_index[0]))
+        prior = self.item_prior(graph)
+        if not keys:
+            empty = torch.empty(2, 0, dtype=torch.long, device=graph.device)
+            return {'prior': prior, 'pairs': empty,
+                    'bonus': torch.empty(0, device=graph.device)}
+        key, strength, time = (torch.cat(keys), torch.cat(strength),
+                               torch.cat(time))
+        pair, inv = torch.unique(key, return_inverse=True)
+        best = torch.zeros(pair.numel(), dtype=torch.long,
+                           device=key.device).scatter_reduce_(
+                               0, inv, strength, 'amax')
+        latest = torch.zeros_like(best).scatter_reduce_(
+            0, inv, time, 'amax', include_self=False)
+        user = pair // n
+        lo = torch.full((self.num_users, ), torch.iinfo(torch.long).max,
+                        device=key.device).scatter_reduce_(
+                            0, user, latest, 'amin')
+        hi = torch.zeros(self.num_users, dtype=torch.long,
+                         device=key.device).scatter_reduce_(
+                             0, user, latest, 'amax', include_self=False)
+        span = (hi - lo)[user].clamp(min=1).double()
+        recency = ((latest - lo[user]).double() / span).float()
+        bonus = 4.0 * best.float() + 2.0 * recency
+        return {'prior': prior, 'pairs': torch.stack([user, pair % n]),
+                'bonus': bonus}
+
+    def score(self, emb: Dict[str, Tensor], user_index: Tensor,
+              item_index: Optional[Tensor] = None) -> Tensor:
+        scores = emb['prior'].expand(user_index.numel(), -1).clone()
+        row_of = torch.full((self.num_users, ), -1, dtype=torch.long,
+                            device=scores.device)
+        row_of[user_index] = torch.arange(user_index.numel(),
+                                          device=scores.device)
+        row = row_of[emb['pairs'][0]]
+        keep = row >= 0
+        scores.index_put_((row[keep], emb['pairs'][1][keep]),
+                          emb['bonus'][keep], accumulate=True)
+        if item_index is None:
+            return scores
+        if item_index.dim() == 1:
+            return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
+        return scores.gather(1, item_index)
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, prior={self.prior!r}'
+

@@ -1,0 +1,143 @@
+import pytest
+import torch
+
+from graphrec.data.graph import BehaviorGraph
+from graphrec.models import (MF, AuxiliaryReranker, ItemPopularity, LightGCN,
+                             build_model)
+from graphrec.testing import DEVICES
+from graphrec.train.losses import bpr_loss, l2_loss
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="unknown model 'nope'.*lightgcn"):
+        build_model('nope', 3, 4)
+    with pytest.raises(ValueError, match="takes no argument.*'depth'"):
+        build_model('mf', 3, 4, depth=2)
+    with pytest.raises(ValueError, match="'num_users' must be a positive"):
+        MF(0, 4)
+    with pytest.raises(ValueError, match="'embedding_dim' must be"):
+        MF(3, 4, embedding_dim=0)
+    with pytest.raises(ValueError, match="'num_layers' must be"):
+        LightGCN(3, 4, num_layers=-1)
+    with pytest.raises(ValueError, match="'alpha' must have"):
+        LightGCN(3, 4, num_layers=2, alpha=[0.5, 0.5])
+    with pytest.raises(ValueError, match="'prior' must be one of"):
+        AuxiliaryReranker(3, 4, prior='magic')
+    with pytest.raises(ValueError, match="'smoothing' must be >= 0"):
+        AuxiliaryReranker(3, 4, smoothing=-1)
+
+
+def test_lightgcn_matches_dense_formula(tiny):
+    graph = BehaviorGraph.from_dataset(tiny)
+    model = LightGCN(3, 4, embedding_dim=5, num_layers=2, behaviors='all')
+    emb = model(graph)
+    # dense reference: A = [[0, R], [R^T, 0]] normalised, mean of A^l E
+    edge_index = graph.edge_index('all')
+    r = torch.zeros(3, 4)
+    r[edge_index[0], edge_index[1]] = 1.
+    norm = r / (r.sum(1, keepdim=True).sqrt() * r.sum(0, keepdim=True).sqrt())
+    a = torch.zeros(7, 7)
+    a[:3, 3:], a[3:, :3] = norm, norm.t()
+    x = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+    out = (x + a @ x + a @ a @ x) / 3
+    assert torch.allclose(emb['user'], out[:3], atol=1e-6)
+    assert torch.allclose(emb['item'], out[3:], atol=1e-6)
+
+
+def test_lightgcn_target_only_ignores_other_behaviors(tiny):
+    graph = BehaviorGraph.from_dataset(tiny)
+    model = LightGCN(3, 4, embedding_dim=4, num_layers=1, behaviors='target')
+    emb = model(graph)
+    # u0 bought only i1 (degrees 1, 1): e_u0 = (x_u0 + x_i1) / 2
+    x_u, x_i = model.user_embedding.weight, model.item_embedding.weight
+    assert torch.allclose(emb['user'][0], (x_u[0] + x_i[1]) / 2)
+
+
+@pytest.mark.parametrize('name', ['mf', 'lightgcn'])
+def test_one_step_gives_every_parameter_a_gradient(tiny, name):
+    graph = BehaviorGraph.from_dataset(tiny)
+    model = build_model(name, 3, 4, embedding_dim=4)
+    emb = model(graph)
+    user = torch.tensor([0, 1, 2])
+    pos, neg = tiny.train['buy'][1], torch.tensor([[3], [3], [1]])
+    loss = bpr_loss(model.score(emb, user, pos), model.score(emb, user, neg))
+    loss = loss + 1e-4 * l2_loss(model.regularization(user, pos), 3)
+    loss.backward()
+    for p in model.parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_score_shapes_and_pairwise_agree(tiny):
+    graph = BehaviorGraph.from_dataset(tiny)
+    model = MF(3, 4, embedding_dim=4)
+    emb = model(graph)
+    full = model.score(emb, torch.tensor([0, 2]))
+    assert full.shape == (2, 4)
+    pair = model.score(emb, torch.tensor([0, 2]), torch.tensor([1, 3]))
+    assert torch.allclose(pair, torch.stack([full[0, 1], full[1, 3]]))
+    many = model.score(emb, torch.tensor([0, 2]), torch.tensor([[1, 3],
+                                                                [0, 2]]))
+    assert torch.allclose(many[1], full[1, [0, 2]])
+
+
+def test_popularity_counts_target(tiny):
+    graph = BehaviorGraph.from_dataset(tiny)
+    model = ItemPopularity(3, 4)
+    scores = model.score(model(graph), torch.tensor([0, 1]))
+    # buys: i0 once, i1 once, i2 once, i3 never
+    assert torch.equal(scores[0], torch.tensor([1., 1., 1., 0.]))
+    scores = ItemPopularity(3, 4, behavior='all').score(
+        ItemPopularity(3, 4, behavior='all')(graph), torch.tensor([0]))
+    # view+buy: i0 1+1, i1 2+1, i2 1+1, i3 1
+    assert torch.equal(scores[0], torch.tensor([2., 3., 2., 1.]))
+
+
+def test_reranker_orders_by_strength_recency_then_prior():
+    # behaviors view < cart < buy. user 0 viewed i0 (t=5) and i1 (t=9),
+    # carted i2 (t=1); item 3 is the most bought.
+    graph = BehaviorGraph(
+        2, 5, {
+            'view': torch.tensor([[0, 0], [0, 1]]),
+            'cart': torch.tensor([[0], [2]]),
+            'buy': torch.tensor([[1, 1, 0], [3, 4, 3]]),
+        }, ('view', 'cart', 'buy'), timestamps={
+            'view': torch.tensor([5, 9]),
+            'cart': torch.tensor([1]),
+            'buy': torch.tensor([1, 2, 3]),
+        })
+    model = AuxiliaryReranker(2, 5)
+    scores = model.score(model(graph), torch.tensor([0, 1]))
+    order = scores[0].argsort(descending=True).tolist()
+    assert order == [2, 1, 0, 3, 4]  # cart, recent view, old view, prior
+    # user 1 visited nothing: popularity prior only (i3 bought twice)
+    assert scores[1].argmax() == 3
+    pair = model.score(model(graph), torch.tensor([0]), torch.tensor([2]))
+    assert pair.item() == pytest.approx(scores[0, 2].item())
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_recommend_excludes_and_returns_global_ids(tiny, device):
+    graph = BehaviorGraph.from_dataset(tiny).to(device)
+    model = ItemPopularity(3, 4, behavior='all').to(device)
+    scores, items = model.recommend(graph, torch.tensor([0, 1]), k=2,
+                                    exclude_index=torch.tensor([[0], [1]]))
+    # popularity (all): i1=3 > i0=2 = i2=2 > i3=1; u0 excludes i1
+    assert items[1, 0].item() == 1
+    assert 1 not in items[0].tolist()
+    assert scores[0, 0].item() == 2.
+    with pytest.raises(ValueError, match="'k' must be an int"):
+        model.recommend(graph, torch.tensor([0]), k=0)
+    with pytest.raises(ValueError, match="'user_index' must hold ids"):
+        model.recommend(graph, torch.tensor([7]), k=1)
+
+
+def test_losses_by_hand():
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0])
+    expected = -(torch.log(torch.sigmoid(torch.tensor(2.0))) +
+                 torch.log(torch.tensor(0.5))) / 2
+    assert torch.allclose(bpr_loss(pos, neg), expected)
+    assert torch.allclose(bpr_loss(pos, neg.unsqueeze(-1)), expected)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        bpr_loss(pos, torch.zeros(3))
+    assert l2_loss([torch.tensor([3.0, 4.0])], 5).item() == pytest.approx(
+        0.5 * 25 / 5)
