@@ -7,6 +7,8 @@ from typing import Any, Callable, Dict
 from graphrec.models.base import Recommender, mask_pairs_
 from graphrec.models.heuristic import AuxiliaryReranker, ItemPopularity
 from graphrec.models.mf import MF, LightGCN
+from graphrec.models.multi import (CRGCN, MBCGCN, NMTR,
+                                   MultiBehaviorRecommender)
 
 #: name -> constructor taking (num_users, num_items, **kwargs).
 MODELS: Dict[str, Callable[..., Recommender]] = {
@@ -14,6 +16,10 @@ MODELS: Dict[str, Callable[..., Recommender]] = {
     'reranker': AuxiliaryReranker,
     'mf': MF,
     'lightgcn': LightGCN,
+    'multi': MultiBehaviorRecommender,
+    'nmtr': NMTR,
+    'mbcgcn': MBCGCN,
+    'crgcn': CRGCN,
 }
 
 
@@ -27,24 +33,38 @@ def register_model(name: str, constructor: Callable[..., Recommender]
 
 
 def build_model(name: str, num_users: int, num_items: int,
-                **kwargs: Any) -> Recommender:
+                dataset_behaviors=None, **kwargs: Any) -> Recommender:
     r"""Builds a registered model by name with constructor arguments.
+
+    Multi-behavior models get :obj:`behaviors=dataset_behaviors` unless
+    :obj:`behaviors` is given.
 
     Example:
         >>> build_model('lightgcn', 100, 50, num_layers=2)
+        >>> build_model('mbcgcn', 100, 50, ('view', 'cart', 'buy'))
     """
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}': choose one of "
                          f"{sorted(MODELS)}")
     constructor = MODELS[name]
     params = inspect.signature(constructor).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        params = {**params, **inspect.signature(
+            MultiBehaviorRecommender).parameters}
     unknown = [k for k in kwargs if k not in params]
     if unknown:
         allowed = [p for p in params if p not in ('num_users', 'num_items')]
         raise ValueError(f"model '{name}' takes no argument(s) {unknown}; "
                          f"its arguments are {allowed}")
+    if getattr(constructor, 'needs_behaviors', False):
+        if 'behaviors' not in kwargs:
+            if dataset_behaviors is None:
+                raise ValueError(f"model '{name}' needs the dataset's "
+                                 f"'behaviors' (target last)")
+            kwargs['behaviors'] = tuple(dataset_behaviors)
     return constructor(num_users, num_items, **kwargs)
 
 
 __all__ = ['MODELS', 'register_model', 'build_model', 'Recommender', 'MF',
-           'LightGCN', 'ItemPopularity', 'AuxiliaryReranker', 'mask_pairs_']
+           'LightGCN', 'ItemPopularity', 'MultiBehaviorRecommender', 'NMTR',
+           'MBCGCN', 'CRGCN', 'AuxiliaryReranker', 'mask_pairs_']
