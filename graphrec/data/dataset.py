@@ -110,9 +110,10 @@ class MultiBehaviorDataset:
         r"""The behaviors other than the target, in cascade order."""
         return self.behaviors[:-1]
 
-    def validate(self) -> 'MultiBehaviorDataset':
+    def validate(self) -> MultiBehaviorDataset:
         r"""Checks shapes, id ranges and that train, validation and test are
-        disjoint; raises :class:`ValueError` naming the problem."""
+        disjoint; raises :class:`ValueError` naming the problem.
+        """
         for arg in ('num_users', 'num_items'):
             value = getattr(self, arg)
             if not isinstance(value, int) or value <= 0:
@@ -153,7 +154,8 @@ class MultiBehaviorDataset:
     def check_disjoint(self) -> None:
         r"""Raises :class:`ValueError` if a validation or test pair is in the
         train target behavior, if validation and test share a pair, or if
-        validation equals test."""
+        validation equals test.
+        """
         n = self.num_items
         train = pair_keys(self.train[self.target], n)
         test = pair_keys(self.test, n)
@@ -187,7 +189,7 @@ class MultiBehaviorDataset:
         parts = [self.test] if self.valid is None else [self.valid, self.test]
         return torch.cat(parts, dim=1)
 
-    def replace(self, **changes) -> 'MultiBehaviorDataset':
+    def replace(self, **changes) -> MultiBehaviorDataset:
         r"""Returns a validated shallow copy with some fields replaced."""
         out = copy.copy(self)
         out.train = dict(self.train)

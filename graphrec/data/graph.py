@@ -68,6 +68,7 @@ class BipartiteAdjacency:
 
     @property
     def num_edges(self) -> int:
+        r"""The number of edges :math:`E`."""
         return self.edge_index.size(1)
 
     def norm(self) -> Tensor:
@@ -106,7 +107,8 @@ class BipartiteAdjacency:
                                        (self.num_items, self.num_users),
                                        check_invariants=False)
 
-    def to(self, device) -> 'BipartiteAdjacency':
+    def to(self, device) -> BipartiteAdjacency:
+        r"""A copy with every tensor moved to :obj:`device`."""
         out = object.__new__(BipartiteAdjacency)
         for key, value in self.__dict__.items():
             out.__dict__[key] = (value.to(device)
@@ -158,22 +160,25 @@ class BehaviorGraph:
         self._cache: Dict[Tuple, BipartiteAdjacency] = {}
 
     @classmethod
-    def from_dataset(cls, dataset: MultiBehaviorDataset) -> 'BehaviorGraph':
+    def from_dataset(cls, dataset: MultiBehaviorDataset) -> BehaviorGraph:
         r"""The train graph of :obj:`dataset` (held-out pairs excluded)."""
         return cls(dataset.num_users, dataset.num_items, dataset.train,
                    dataset.behaviors, dataset.timestamps)
 
     @property
     def target(self) -> str:
+        r"""The target behavior, the last in cascade order."""
         return self.behaviors[-1]
 
     @property
     def device(self) -> torch.device:
+        r"""The device of the graph's edges."""
         return self.edge_index_dict[self.target].device
 
     def resolve(self, behaviors: Optional[BehaviorSpec]) -> Tuple[str, ...]:
         r"""Turns :obj:`'target'`, :obj:`'all'`, a name or a list of names
-        into a tuple of known behavior names."""
+        into a tuple of known behavior names.
+        """
         if behaviors is None or behaviors == 'all':
             return self.behaviors
         if behaviors == 'target':
@@ -206,7 +211,10 @@ class BehaviorGraph:
                 normalize=normalize)
         return self._cache[key]
 
-    def to(self, device) -> 'BehaviorGraph':
+    def to(self, device) -> BehaviorGraph:
+        r"""A copy with edges, timestamps and cached adjacencies moved to
+        :obj:`device`.
+        """
         out = BehaviorGraph(
             self.num_users, self.num_items,
             {b: e.to(device) for b, e in self.edge_index_dict.items()},
@@ -219,7 +227,8 @@ class BehaviorGraph:
     def to_hetero_data(self):
         r"""The graph as :class:`~torch_geometric.data.HeteroData` with edge
         types :obj:`('user', b, 'item')` and :obj:`('item', 'rev_' + b,
-        'user')` per behavior."""
+        'user')` per behavior.
+        """
         from torch_geometric.data import HeteroData
         data = HeteroData()
         data['user'].num_nodes = self.num_users
@@ -234,9 +243,10 @@ class BehaviorGraph:
 
     @classmethod
     def from_hetero_data(cls, data, behaviors: Iterable[str]
-                         ) -> 'BehaviorGraph':
+                         ) -> BehaviorGraph:
         r"""Reads the :obj:`('user', b, 'item')` edge types of a
-        :class:`~torch_geometric.data.HeteroData`."""
+        :class:`~torch_geometric.data.HeteroData`.
+        """
         behaviors = tuple(behaviors)
         return cls(data['user'].num_nodes, data['item'].num_nodes,
                    {b: data['user', b, 'item'].edge_index for b in behaviors},
@@ -251,5 +261,6 @@ class BehaviorGraph:
 
 def to_hetero_data(dataset: MultiBehaviorDataset):
     r"""The train graph of :obj:`dataset` as a PyG
-    :class:`~torch_geometric.data.HeteroData` (train edges only)."""
+    :class:`~torch_geometric.data.HeteroData` (train edges only).
+    """
     return BehaviorGraph.from_dataset(dataset).to_hetero_data()

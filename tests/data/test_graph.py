@@ -2,8 +2,11 @@ import pytest
 import torch
 
 from graphrec.data import MultiBehaviorDataset
-from graphrec.data.graph import (BehaviorGraph, BipartiteAdjacency,
-                                 to_hetero_data)
+from graphrec.data.graph import (
+    BehaviorGraph,
+    BipartiteAdjacency,
+    to_hetero_data,
+)
 
 
 def test_normalisation_is_inverse_sqrt_degree():
