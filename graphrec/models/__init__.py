@@ -7,8 +7,7 @@ from typing import Any, Callable, Dict
 from graphrec.models.base import Recommender, mask_pairs_
 from graphrec.models.heuristic import AuxiliaryReranker, ItemPopularity
 from graphrec.models.mf import MF, LightGCN
-from graphrec.models.multi import (CRGCN, MBCGCN, NMTR,
-                                   MultiBehaviorRecommender)
+from graphrec.models.multi import CRGCN, MBCGCN, NMTR, MultiBehaviorRecommender
 
 #: name -> constructor taking (num_users, num_items, **kwargs).
 MODELS: Dict[str, Callable[..., Recommender]] = {

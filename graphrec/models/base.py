@@ -12,7 +12,8 @@ from graphrec.data.graph import BehaviorGraph
 def mask_pairs_(scores: Tensor, user_index: Tensor, pair_index: Tensor,
                 num_users: int, value: float = float('-inf')) -> Tensor:
     r"""Sets :obj:`scores[r, i] = value` in place for every pair
-    :obj:`(user_index[r], i)` of :obj:`pair_index` :obj:`[2, M]`."""
+    :obj:`(user_index[r], i)` of :obj:`pair_index` :obj:`[2, M]`.
+    """
     if pair_index is None or pair_index.numel() == 0:
         return scores
     row_of = torch.full((num_users, ), -1, dtype=torch.long,
@@ -59,6 +60,9 @@ class Recommender(torch.nn.Module):
         r"""Resets all learnable parameters."""
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
+        r"""Computes the embeddings from the training graph, at least
+        :obj:`'user'` :obj:`[U, D]` and :obj:`'item'` :obj:`[I, D]`.
+        """
         raise NotImplementedError
 
     def score(self, emb: Dict[str, Tensor], user_index: Tensor,
@@ -82,13 +86,15 @@ class Recommender(torch.nn.Module):
     def regularization(self, user_index: Tensor,
                        item_index: Tensor) -> List[Tensor]:
         r"""The tensors an L2 penalty applies to for a batch (ego
-        embeddings of its users and items)."""
+        embeddings of its users and items).
+        """
         return []
 
     @torch.no_grad()
     def score_fn(self, graph: BehaviorGraph) -> Callable[[Tensor], Tensor]:
         r"""A function :obj:`user_index -> scores [B, I]` for evaluation,
-        computing the embeddings once."""
+        computing the embeddings once.
+        """
         was_training = self.training
         self.eval()
         emb = self(graph)
@@ -142,4 +148,5 @@ class Recommender(torch.nn.Module):
         return torch.cat(out_score), torch.cat(out_index)
 
     def extra_repr(self) -> str:
+        r"""The numbers of users and items, for :func:`repr`."""
         return f'num_users={self.num_users}, num_items={self.num_items}'

@@ -28,6 +28,9 @@ class ItemPopularity(Recommender):
         self.behavior = behavior
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
+        r"""Ones :obj:`[U, 1]` as user embeddings and train counts
+        :obj:`[I, 1]` as item embeddings, so scores are popularity.
+        """
         names = graph.resolve(self.behavior)
         count = torch.zeros(self.num_items, device=graph.device)
         for b in names:
@@ -98,6 +101,10 @@ class AuxiliaryReranker(Recommender):
         return value / (value.max().clamp(min=1e-12) * 1.001)
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
+        r"""Computes the item prior :obj:`'prior'` :obj:`[I]`, the visited
+        pairs :obj:`'pairs'` :obj:`[2, P]` and their bonus
+        :math:`4 \ell_{ui} + 2 r_{ui}` as :obj:`'bonus'` :obj:`[P]`.
+        """
         names = self.behaviors or graph.behaviors[:-1]
         level = {b: graph.behaviors.index(b) + 1 for b in names}
         n = self.num_items
@@ -137,6 +144,9 @@ class AuxiliaryReranker(Recommender):
 
     def score(self, emb: Dict[str, Tensor], user_index: Tensor,
               item_index: Optional[Tensor] = None) -> Tensor:
+        r"""Prior plus the bonus of visited pairs: all items :obj:`[B, I]`, or
+        the given items :obj:`[B]` or :obj:`[B, K]`.
+        """
         scores = emb['prior'].expand(user_index.numel(), -1).clone()
         row_of = torch.full((self.num_users, ), -1, dtype=torch.long,
                             device=scores.device)
@@ -153,5 +163,6 @@ class AuxiliaryReranker(Recommender):
         return scores.gather(1, item_index)
 
     def extra_repr(self) -> str:
+        r"""Adds the item prior to the base representation."""
         return f'{super().extra_repr()}, prior={self.prior!r}'
 

@@ -41,20 +41,28 @@ class MF(Recommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        r"""Re-draws both embedding tables from a normal with std
+        :obj:`init_std`.
+        """
         torch.nn.init.normal_(self.user_embedding.weight, std=self.init_std)
         torch.nn.init.normal_(self.item_embedding.weight, std=self.init_std)
 
     def forward(self, graph: Optional[BehaviorGraph] = None
                 ) -> Dict[str, Tensor]:
+        r"""The embedding tables, :obj:`'user'` :obj:`[U, D]` and :obj:`'item'`
+        :obj:`[I, D]`; :obj:`graph` is not used.
+        """
         return {'user': self.user_embedding.weight,
                 'item': self.item_embedding.weight}
 
     def regularization(self, user_index: Tensor,
                        item_index: Tensor) -> List[Tensor]:
+        r"""The ego embeddings of the batch's users and items."""
         return [self.user_embedding(user_index),
                 self.item_embedding(item_index)]
 
     def extra_repr(self) -> str:
+        r"""Adds the embedding size to the base representation."""
         return (f'{super().extra_repr()}, '
                 f'embedding_dim={self.embedding_dim}')
 
@@ -107,6 +115,10 @@ class LightGCN(MF):
                                                    dtype=torch.float))
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
+        r"""Propagates :math:`L` times on the behaviors' graph and returns the
+        :math:`\alpha`-weighted sum of the layers, :obj:`'user'` :obj:`[U, D]`
+        and :obj:`'item'` :obj:`[I, D]`.
+        """
         adj = graph.adjacency(self.behaviors)
         x_user = self.user_embedding.weight
         x_item = self.item_embedding.weight
@@ -118,5 +130,6 @@ class LightGCN(MF):
         return {'user': out_user, 'item': out_item}
 
     def extra_repr(self) -> str:
+        r"""Adds the number of layers and the behaviors to the repr."""
         return (f'{super().extra_repr()}, num_layers={self.num_layers}, '
                 f'behaviors={self.behaviors!r}')

@@ -25,15 +25,22 @@ class SharedEmbedding(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        r"""Re-draws both embedding tables from a normal with std
+        :obj:`init_std`.
+        """
         torch.nn.init.normal_(self.user_embedding.weight, std=self.init_std)
         torch.nn.init.normal_(self.item_embedding.weight, std=self.init_std)
 
     def forward(self, graph: Optional[BehaviorGraph] = None):
+        r"""The same base embeddings :obj:`(user [U, D], item [I, D])` for
+        every behavior; :obj:`graph` is not used.
+        """
         pair = (self.user_embedding.weight, self.item_embedding.weight)
         return {b: pair for b in self.behaviors}
 
     def regularization(self, user_index: Tensor,
                        item_index: Tensor) -> List[Tensor]:
+        r"""The ego embeddings of the batch's users and items."""
         return [self.user_embedding(user_index),
                 self.item_embedding(item_index)]
 
@@ -121,11 +128,16 @@ class MultiBehaviorRecommender(Recommender):
         self.decomposable = self.head is None or self.head.decomposable
 
     def reset_parameters(self) -> None:
+        r"""Resets the encoder and the cascaded heads, if any."""
         self.encoder.reset_parameters()
         if self.head is not None:
             self.head.reset_parameters()
 
     def forward(self, graph: BehaviorGraph) -> Dict:
+        r"""Encodes the graph: the aggregated :obj:`'user'` :obj:`[U, D]` and
+        :obj:`'item'` :obj:`[I, D]`, and the per-behavior :obj:`(user, item)`
+        pairs under :obj:`'behaviors'`.
+        """
         per = self.encoder(graph)
         if self.aggregate == 'sum':
             user = torch.stack([per[b][0] for b in self.behaviors]).sum(0)
@@ -144,7 +156,8 @@ class MultiBehaviorRecommender(Recommender):
     def score_behavior(self, emb: Dict, behavior: str, user_index: Tensor,
                        item_index: Optional[Tensor] = None) -> Tensor:
         r"""Scores (logits) of :obj:`behavior`; all items when
-        :obj:`item_index` is :obj:`None`."""
+        :obj:`item_index` is :obj:`None`.
+        """
         if self.head is None:
             user, item = self._pair(emb, behavior)
             return Recommender.score(self, {'user': user, 'item': item},
@@ -163,13 +176,18 @@ class MultiBehaviorRecommender(Recommender):
 
     def score(self, emb: Dict, user_index: Tensor,
               item_index: Optional[Tensor] = None) -> Tensor:
+        r"""Target-behavior scores (logits); see :meth:`score_behavior`."""
         return self.score_behavior(emb, self.target, user_index, item_index)
 
     def regularization(self, user_index: Tensor,
                        item_index: Tensor) -> List[Tensor]:
+        r"""The encoder's ego embeddings of the batch's users and items."""
         return self.encoder.regularization(user_index, item_index)
 
     def extra_repr(self) -> str:
+        r"""Adds the behaviors, aggregation and head to the base
+        representation.
+        """
         return (f'{super().extra_repr()}, behaviors={self.behaviors}, '
                 f'aggregate={self.aggregate!r}, head={self.head_kind!r}')
 
@@ -178,7 +196,8 @@ def NMTR(num_users: int, num_items: int, behaviors: Sequence[str],
          embedding_dim: int = 64, unit: str = 'gmf', hidden_dim: int = 64,
          **kwargs) -> MultiBehaviorRecommender:
     r"""NMTR (Gao et al., ICDE 2019): shared embeddings, cascaded heads with
-    GMF/MLP/NeuMF units; train with per-behavior BCE."""
+    GMF/MLP/NeuMF units; train with per-behavior BCE.
+    """
     return MultiBehaviorRecommender(num_users, num_items, behaviors,
                                     encoder='shared',
                                     embedding_dim=embedding_dim,
@@ -191,7 +210,8 @@ def MBCGCN(num_users: int, num_items: int, behaviors: Sequence[str],
            **kwargs) -> MultiBehaviorRecommender:
     r"""MB-CGCN (Cheng et al., SIGIR 2023): cascade of light convolutions
     with a linear transform between stages; the behaviors' embeddings are
-    summed and scored by a dot product; trained on the target only."""
+    summed and scored by a dot product; trained on the target only.
+    """
     kwargs.setdefault('transform', 'linear')
     kwargs.setdefault('aggregate', 'sum')
     return MultiBehaviorRecommender(num_users, num_items, behaviors,
@@ -204,7 +224,8 @@ def CRGCN(num_users: int, num_items: int, behaviors: Sequence[str],
           embedding_dim: int = 64, num_layers: int = 2,
           **kwargs) -> MultiBehaviorRecommender:
     r"""CRGCN (Yan et al., TOIS 2023): cascade with residual connections,
-    each behavior predicted from its stage (multi-task BPR)."""
+    each behavior predicted from its stage (multi-task BPR).
+    """
     kwargs.setdefault('residual', True)
     return MultiBehaviorRecommender(num_users, num_items, behaviors,
                                     encoder='cascade',

@@ -1,7 +1,10 @@
 """Neural building blocks: sparse propagation, encoders, heads."""
-from graphrec.nn.propagation import (bipartite_propagate,
+from graphrec.nn.propagation import (
+                                     bipartite_propagate,
                                      bipartite_propagate_scatter,
-                                     item_to_user, user_to_item)
+                                     item_to_user,
+                                     user_to_item,
+)
 
 __all__ = ['bipartite_propagate', 'bipartite_propagate_scatter',
            'item_to_user', 'user_to_item']

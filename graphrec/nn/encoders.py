@@ -85,9 +85,14 @@ class LightStack(torch.nn.Module):
         self.combine = combine
 
     def reset_parameters(self) -> None:
+        r"""Does nothing: the stack has no parameters."""
         pass
 
     def forward(self, adj, x_user: Tensor, x_item: Tensor) -> Pair:
+        r"""Runs the :math:`L` convolutions on :obj:`adj`, a
+        :class:`~graphrec.data.graph.BipartiteAdjacency`, and combines the
+        layers; returns :obj:`(user [U, D], item [I, D])`.
+        """
         outs_u, outs_i = [x_user], [x_item]
         for _ in range(self.num_layers):
             x_user, x_item = bipartite_propagate(adj, x_user, x_item)
@@ -159,6 +164,9 @@ class ParallelEncoder(_BaseEncoder):
         self.reset_parameters()
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Pair]:
+        r"""Per-behavior :obj:`(user [U, D], item [I, D])`, each propagated
+        from the base embeddings on its own graph.
+        """
         x_u, x_i = self.user_embedding.weight, self.item_embedding.weight
         return {b: self.convs[b](self.adjacency(graph, b), x_u, x_i)
                 for b in self.behaviors}
@@ -221,11 +229,17 @@ class CascadeEncoder(_BaseEncoder):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        r"""Re-draws the base embeddings and sets the stage transforms to the
+        identity.
+        """
         super().reset_parameters()
         for lin in self.lins.values():
             torch.nn.init.eye_(lin.weight)  # a stage starts as a pass-through
 
     def stage_input(self, b: str, out: Dict[str, Pair]) -> Optional[Pair]:
+        r"""The input of stage :obj:`b`: the mean of its parents' outputs,
+        linearly transformed if configured; :obj:`None` for a root.
+        """
         parents = sorted(self.dag.predecessors(b),
                          key=self.behaviors.index)
         if not parents:
@@ -237,6 +251,9 @@ class CascadeEncoder(_BaseEncoder):
         return x_u, x_i
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Pair]:
+        r"""Runs the stages in topological order; returns per-behavior
+        :obj:`(user [U, D], item [I, D])` in :obj:`behaviors` order.
+        """
         base = (self.user_embedding.weight, self.item_embedding.weight)
         out: Dict[str, Pair] = {}
         for b in self.order:

@@ -56,9 +56,15 @@ class InteractionUnit(torch.nn.Module):
 
     @property
     def decomposable(self) -> bool:
+        r"""Whether :math:`f(p, q) = \tilde{p}^\top q` (:obj:`'dot'` and
+        :obj:`'gmf'`).
+        """
         return self.kind in ('dot', 'gmf')
 
     def reset_parameters(self) -> None:
+        r"""Sets :math:`h` to ones for :obj:`'gmf'` (a dot product at start),
+        else normal with std :math:`1/\sqrt{\dim h}`, and resets the MLP.
+        """
         if self.h is not None:
             if self.kind == 'gmf':
                 torch.nn.init.ones_(self.h)  # starts as a dot product
@@ -71,12 +77,14 @@ class InteractionUnit(torch.nn.Module):
 
     def user_vector(self, p: Tensor) -> Tensor:
         r"""For decomposable units, :math:`f(p, q) = \tilde{p}^\top q`:
-        returns :math:`\tilde{p}`."""
+        returns :math:`\tilde{p}`.
+        """
         return p if self.kind == 'dot' else p * self.h
 
     def forward(self, p: Tensor, q: Tensor) -> Tensor:
         r"""Scores aligned pairs: :obj:`p [..., D]`, :obj:`q [..., D]` ->
-        :obj:`[...]` (broadcasting)."""
+        :obj:`[...]` (broadcasting).
+        """
         if self.decomposable:
             return (self.user_vector(p) * q).sum(-1)
         p, q = torch.broadcast_tensors(p, q)
@@ -128,9 +136,11 @@ class CascadedHeads(torch.nn.Module):
 
     @property
     def decomposable(self) -> bool:
+        r"""Whether every behavior's unit is decomposable."""
         return all(u.decomposable for u in self.units.values())
 
     def reset_parameters(self) -> None:
+        r"""Resets every unit and zeroes the item biases."""
         for unit in self.units.values():
             unit.reset_parameters()
         torch.nn.init.zeros_(self.bias)
@@ -166,7 +176,8 @@ class CascadedHeads(torch.nn.Module):
                   item_chunk: int = 4096) -> Tensor:
         r"""Logits of :obj:`behavior` for users :obj:`[B, D]` against all
         items :obj:`[I, D]`: one matrix product per behavior in the chain
-        for decomposable units, item chunks otherwise."""
+        for decomposable units, item chunks otherwise.
+        """
         out = 0
         for b in self._chain(behavior):
             r = self.behaviors.index(b)

@@ -12,7 +12,8 @@ from graphrec.data.graph import BipartiteAdjacency
 class _SpMM(torch.autograd.Function):
     r""":math:`Y = A X` with a precomputed CSR :math:`A^\top` for the
     backward pass, :math:`\partial X = A^\top \partial Y` (no transpose or
-    re-sort at run time)."""
+    re-sort at run time).
+    """
     @staticmethod
     def forward(ctx, a: Tensor, a_t: Tensor, x: Tensor) -> Tensor:
         ctx.a_t = a_t
@@ -53,7 +54,8 @@ def bipartite_propagate_scatter(adj: BipartiteAdjacency, x_user: Tensor,
                                 x_item: Tensor) -> Tuple[Tensor, Tensor]:
     r"""Reference implementation of :func:`bipartite_propagate` with one
     message per edge and :func:`torch_geometric.utils.scatter`. It is about
-    30x slower on CPU; keep it for checks and for edge-wise gradients."""
+    30x slower on CPU; keep it for checks and for edge-wise gradients.
+    """
     from torch_geometric.utils import scatter
     user, item = adj.edge_index
     w = adj.value.to(x_user.dtype).unsqueeze(-1)

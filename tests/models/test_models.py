@@ -2,8 +2,13 @@ import pytest
 import torch
 
 from graphrec.data.graph import BehaviorGraph
-from graphrec.models import (MF, AuxiliaryReranker, ItemPopularity, LightGCN,
-                             build_model)
+from graphrec.models import (
+    MF,
+    AuxiliaryReranker,
+    ItemPopularity,
+    LightGCN,
+    build_model,
+)
 from graphrec.testing import DEVICES
 from graphrec.train.losses import bpr_loss, l2_loss
 

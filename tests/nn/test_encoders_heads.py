@@ -4,8 +4,12 @@ import torch
 
 from graphrec.data.graph import BehaviorGraph
 from graphrec.models import build_model
-from graphrec.nn.encoders import (CascadeEncoder, LightStack, ParallelEncoder,
-                                  behavior_dag)
+from graphrec.nn.encoders import (
+    CascadeEncoder,
+    LightStack,
+    ParallelEncoder,
+    behavior_dag,
+)
 from graphrec.nn.heads import CascadedHeads, InteractionUnit
 from graphrec.nn.propagation import bipartite_propagate
 

@@ -3,7 +3,6 @@ import torch
 
 from graphrec.data.graph import BipartiteAdjacency
 from graphrec.nn import bipartite_propagate, bipartite_propagate_scatter
-
 from graphrec.testing import DEVICES
 
 
