@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/graphrec demo
+	$(BIN)/graphrec demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

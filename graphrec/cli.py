@@ -1,0 +1,319 @@
+"""The ``graphrec`` command: datasets, train, evaluate, recommend, demo,
+report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+DEFAULT_MODELS = {
+    'pop': {},
+    'reranker': {'prior': 'conversion'},
+    'mf': {},
+    'lightgcn': {'behaviors': 'target'},
+}
+
+
+def parse_model_args(items: Optional[List[str]]) -> Dict[str, Any]:
+    r"""Parses ``key=value`` pairs; values are JSON where they parse as
+    JSON (numbers, lists, true/false) and strings otherwise.
+    """
+    out = {}
+    for item in items or []:
+        if '=' not in item:
+            raise SystemExit(f"error: --model-arg expects key=value "
+                             f"(got {item!r})")
+        key, value = item.split('=', 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def load_data(name: str, split_seed: int = 0, verify: bool = True):
+    r"""Loads a dataset by registered name or folder path and carves the
+    validation pairs out of train.
+    """
+    from graphrec.data.split import carve_validation
+    from graphrec.datasets import load_dataset
+    dataset = load_dataset(name, verify=verify)
+    if dataset.valid is None:
+        dataset = carve_validation(dataset, seed=split_seed)
+    return dataset
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    r"""Adds the dataset, split-seed and :class:`TrainConfig` options shared by
+    ``train`` and ``demo`` to :obj:`p`.
+    """
+    from graphrec.train.trainer import TrainConfig
+    d = TrainConfig()
+    p.add_argument('--dataset', default='synthetic',
+                   help='registered name or dataset folder '
+                   '(default: synthetic)')
+    p.add_argument('--split-seed', type=int, default=0,
+                   help='seed of the validation split (default: 0)')
+    p.add_argument('--epochs', type=int, default=d.epochs)
+    p.add_argument('--batch-size', type=int, default=d.batch_size)
+    p.add_argument('--lr', type=float, default=d.lr)
+    p.add_argument('--weight-decay', type=float, default=d.weight_decay)
+    p.add_argument('--num-negatives', type=int, default=d.num_negatives)
+    p.add_argument('--eval-every', type=int, default=d.eval_every)
+    p.add_argument('--patience', type=int, default=d.patience)
+    p.add_argument('--min-epochs', type=int, default=d.min_epochs)
+    p.add_argument('--metric', default=d.metric)
+    p.add_argument('--seed', type=int, default=d.seed)
+    p.add_argument('--device', default=d.device)
+    p.add_argument('--no-progress', action='store_true')
+
+
+def train_config(args, seed: Optional[int] = None):
+    r"""Builds a :class:`TrainConfig` from parsed arguments; :obj:`seed`
+    overrides :obj:`args.seed` when given.
+    """
+    from graphrec.train.trainer import TrainConfig
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                       lr=args.lr, weight_decay=args.weight_decay,
+                       num_negatives=args.num_negatives,
+                       eval_every=args.eval_every, patience=args.patience,
+                       min_epochs=args.min_epochs,
+                       metric=args.metric,
+                       seed=args.seed if seed is None else seed,
+                       device=args.device, progress=not args.no_progress)
+
+
+def cmd_datasets(args) -> int:
+    r"""``graphrec datasets``: lists the registered datasets, or prints one
+    dataset's statistics as JSON.
+    """
+    from graphrec.datasets import list_datasets
+    if args.action == 'list':
+        for name in list_datasets():
+            print(name)
+        return 0
+    if not args.name:
+        raise SystemExit('error: datasets stats needs a dataset name')
+    from graphrec.datasets import load_dataset
+    print(json.dumps(load_dataset(args.name).stats(), indent=1))
+    return 0
+
+
+def print_table(rows: List[Dict], metrics: List[str]) -> None:
+    r"""Prints result rows as a Markdown table of :obj:`metrics`, with epoch
+    and evaluation times.
+    """
+    from graphrec.report import markdown_table
+    print(markdown_table(rows, metrics, extra=['epoch_seconds',
+                                               'eval_seconds']))
+
+
+def cmd_train(args) -> int:
+    r"""``graphrec train``: trains one model, writes its ``model.pt`` and
+    appends its result row.
+    """
+    from graphrec.train.experiment import run_experiment
+    from graphrec.train.records import atomic_torch_save
+    dataset = load_data(args.dataset, args.split_seed)
+    kwargs = parse_model_args(args.model_arg)
+    out = Path(args.out or f'runs/{dataset.name}-{args.model}-s{args.seed}')
+    row = run_experiment(args.model, dataset, kwargs, train_config(args),
+                         out_dir=str(out), results=args.results,
+                         resume=args.resume, return_model=True)
+    model = row.pop('_model')
+    atomic_torch_save({'model': args.model, 'model_kwargs': kwargs,
+                       'dataset': args.dataset,
+                       'split_seed': args.split_seed,
+                       'checksum': dataset.checksum,
+                       'state': model.state_dict()}, out / 'model.pt')
+    print_table([row], ['hr@10', 'ndcg@10', 'recall@20', 'mrr'])
+    print(f'model written to {out / "model.pt"}; result row appended to '
+          f'{args.results}')
+    return 0
+
+
+def load_checkpoint(path: str):
+    r"""Loads a ``model.pt`` written by ``graphrec train``, in eval mode; exits
+    if the dataset changed since training.
+
+    Returns:
+        :obj:`(model, dataset, graph)`, with the train graph.
+    """
+    from graphrec.data.graph import BehaviorGraph
+    from graphrec.models import build_model
+    ckpt = torch.load(path, weights_only=False)
+    dataset = load_data(ckpt['dataset'], ckpt['split_seed'])
+    if ckpt['checksum'] != dataset.checksum:
+        raise SystemExit(f"error: dataset '{ckpt['dataset']}' changed since "
+                         f"the model was trained (checksum "
+                         f"{dataset.checksum} != {ckpt['checksum']})")
+    model = build_model(ckpt['model'], dataset.num_users, dataset.num_items,
+                        dataset.behaviors, **ckpt['model_kwargs'])
+    model.load_state_dict(ckpt['state'])
+    model.eval()
+    return model, dataset, BehaviorGraph.from_dataset(dataset)
+
+
+def cmd_evaluate(args) -> int:
+    r"""``graphrec evaluate``: prints a checkpoint's metrics on the test or
+    validation split.
+    """
+    from graphrec.eval import Evaluator
+    model, dataset, graph = load_checkpoint(args.checkpoint)
+    result = Evaluator(ks=tuple(args.k)).evaluate(model.score_fn(graph),
+                                                  dataset, split=args.split)
+    for key, value in result.items():
+        print(f'{key}\t{value}')
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    r"""``graphrec recommend``: prints the top-:math:`k` items of each user as
+    JSON lines, in original ids, train and validation target items excluded.
+    """
+    model, dataset, graph = load_checkpoint(args.checkpoint)
+    user_ids = dataset.user_ids
+    lookup = ({str(u): i for i, u in enumerate(user_ids)}
+              if user_ids is not None else None)
+    index = []
+    for user in args.users:
+        if lookup is not None:
+            if user not in lookup:
+                raise SystemExit(f'error: unknown user id {user!r}')
+            index.append(lookup[user])
+        else:
+            if not user.isdigit() or int(user) >= dataset.num_users:
+                raise SystemExit(f'error: user id must be an int in [0, '
+                                 f'{dataset.num_users - 1}] (got {user!r})')
+            index.append(int(user))
+    exclude = dataset.train[dataset.target]
+    if dataset.valid is not None:
+        exclude = torch.cat([exclude, dataset.valid], dim=1)
+    scores, items = model.recommend(graph, torch.tensor(index), k=args.k,
+                                    exclude_index=exclude)
+    names = dataset.item_ids
+    for user, row, score in zip(args.users, items.tolist(), scores.tolist()):
+        shown = [names[i] if names is not None else i for i in row]
+        print(json.dumps({'user': user, 'items': shown,
+                          'scores': [round(s, 5) for s in score]}))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    r"""``graphrec demo``: trains the default baselines over several seeds and
+    prints a table of their test metrics.
+    """
+    from graphrec.eval import Evaluator
+    from graphrec.train.experiment import run_experiment
+    t0 = time.perf_counter()
+    dataset = load_data(args.dataset, args.split_seed)
+    print(f'{dataset}\nvalidation carved from train: '
+          f"{dataset.info.get('split')}")
+    evaluator = Evaluator(ks=(10, 20))
+    rows = []
+    for name, kwargs in DEFAULT_MODELS.items():
+        for seed in args.seeds:
+            cfg = train_config(args, seed=seed)
+            row = run_experiment(name, dataset, kwargs, cfg,
+                                 evaluator=evaluator, results=args.results)
+            row['label'] = name
+            rows.append(row)
+            print(f'  {name:<9} seed {seed}: HR@10 '
+                  f"{row['metrics']['hr@10']:.4f} (best epoch "
+                  f"{row['best_epoch']}, {row['train_seconds']:.1f} s)")
+    print('\nTest metrics, full ranking, train+valid target items masked, '
+          'mean ± std over seeds:')
+    print_table(rows, ['hr@10', 'ndcg@10', 'visited/hr@10',
+                       'unvisited/hr@10', 'coverage@10'])
+    if args.results:
+        print(f'rows appended to {args.results}')
+    print(f'demo finished in {time.perf_counter() - t0:.1f} s')
+    return 0
+
+
+def cmd_report(args) -> int:
+    r"""``graphrec report``: a Markdown table with provenance from JSONL result
+    rows, printed and optionally written to a file.
+    """
+    from graphrec.report import markdown_table, provenance
+    from graphrec.train.records import read_jsonl
+    rows = [r for path in args.results for r in read_jsonl(path)]
+    text = (markdown_table(rows, args.metrics, extra=['epoch_seconds']) +
+            '\n\n' + provenance(rows) + '\n')
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    r"""The ``graphrec`` argument parser with all sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog='graphrec', description='Graph-based multi-behavior '
+        'recommendation: train, evaluate and recommend.')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('datasets', help='list datasets or show statistics')
+    p.add_argument('action', choices=['list', 'stats'])
+    p.add_argument('name', nargs='?')
+    p.set_defaults(fn=cmd_datasets)
+
+    p = sub.add_parser('train', help='train one model, test it once')
+    p.add_argument('--model', required=True)
+    p.add_argument('--model-arg', action='append', metavar='KEY=VALUE',
+                   help='constructor argument, repeatable')
+    add_train_args(p)
+    p.add_argument('--out', help='run folder (checkpoints, model.pt)')
+    p.add_argument('--results', default='runs/results.jsonl')
+    p.add_argument('--resume', action='store_true',
+                   help='continue from OUT/last.pt')
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser('evaluate', help='evaluate a trained model')
+    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--split', default='test', choices=['test', 'valid'])
+    p.add_argument('--k', type=int, nargs='+', default=[10, 20])
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser('recommend', help='top-k items in original ids')
+    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--users', nargs='+', required=True)
+    p.add_argument('--k', type=int, default=10)
+    p.set_defaults(fn=cmd_recommend)
+
+    p = sub.add_parser('demo', help='baselines on a small dataset')
+    add_train_args(p)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--results', default=None)
+    p.set_defaults(fn=cmd_demo, epochs=150, eval_every=5, patience=3,
+                   lr=5e-3, batch_size=2048)
+
+    p = sub.add_parser('report', help='Markdown table from JSONL rows')
+    p.add_argument('results', nargs='+')
+    p.add_argument('--metrics', nargs='+',
+                   default=['hr@10', 'ndcg@10', 'recall@20', 'mrr'])
+    p.add_argument('-o', '--output')
+    p.set_defaults(fn=cmd_report)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    r"""Runs the ``graphrec`` command; returns the exit code (2 on a
+    :class:`ValueError` or :class:`FileNotFoundError`).
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
