@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.graphrec-installed
 
-.PHONY: demo test lint bench-baselines bench-speed results constraints clean
+.PHONY: demo test lint tune bench-baselines bench-multi bench-speed constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,21 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check graphrec tests benchmarks
 
+# DATASET=retailrocket runs the same commands on another dataset.
+DATASET ?= tmall
+
+tune: $(STAMP)
+	$(BIN)/python benchmarks/tune.py --config benchmarks/configs/baselines.json --dataset $(DATASET)
+	$(BIN)/python benchmarks/tune.py --config benchmarks/configs/multi.json --dataset $(DATASET)
+
 bench-baselines: $(STAMP)
-	$(BIN)/python benchmarks/baselines.py --dataset tmall --seeds 0 1 2
+	$(BIN)/python benchmarks/run.py --config benchmarks/configs/baselines.json --dataset $(DATASET) --seeds 0 1 2
+
+bench-multi: $(STAMP)
+	$(BIN)/python benchmarks/run.py --config benchmarks/configs/multi.json --dataset $(DATASET) --seeds 0 1 2
 
 bench-speed: $(STAMP)
-	$(BIN)/python benchmarks/speed.py --dataset tmall
+	$(BIN)/python benchmarks/speed.py --dataset $(DATASET)
 
 constraints: $(STAMP)
 	{ echo "# Tested pins: pip install -c constraints.txt -e '.[dev]' (regenerate with: make constraints)"; \

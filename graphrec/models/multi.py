@@ -208,7 +208,7 @@ def NMTR(num_users: int, num_items: int, behaviors: Sequence[str],
 def MBCGCN(num_users: int, num_items: int, behaviors: Sequence[str],
            embedding_dim: int = 64, num_layers: int = 2,
            **kwargs) -> MultiBehaviorRecommender:
-    r"""MB-CGCN (Cheng et al., SIGIR 2023): cascade of light convolutions
+    r"""MB-CGCN (Cheng et al., WWW 2023): cascade of light convolutions
     with a linear transform between stages; the behaviors' embeddings are
     summed and scored by a dot product; trained on the target only.
     """

@@ -176,7 +176,7 @@ class CascadeEncoder(_BaseEncoder):
     r"""Behaviors propagate in cascade order: the input of behavior
     :math:`b` is the output of its parents in the behavior DAG (a chain by
     default), so each stage refines the previous one (MB-CGCN, Cheng et
-    al., SIGIR 2023; CRGCN, Yan et al., TOIS 2023):
+    al., WWW 2023; CRGCN, Yan et al., TOIS 2023):
 
     .. math::
         x_b = T_b\Big(\frac{1}{|\mathrm{pa}(b)|}
