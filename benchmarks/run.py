@@ -88,6 +88,9 @@ def main(argv=None):
     parser.add_argument('--results', default=None,
                         help='JSONL file (default: docs/results/'
                         '<config>.jsonl)')
+    parser.add_argument('--pages', default=str(ROOT / 'docs' / 'results'),
+                        help='folder of the Markdown page (default: '
+                        'docs/results)')
     parser.add_argument('--epochs', type=int, default=None,
                         help='override the epoch budget (quick checks)')
     parser.add_argument('--no-progress', action='store_true')
@@ -133,7 +136,7 @@ def main(argv=None):
     command = (f'python benchmarks/run.py --config benchmarks/configs/'
                f'{path.name} --dataset {args.dataset} --seeds '
                f'{" ".join(map(str, args.seeds))}')
-    out = ROOT / 'docs' / 'results' / f'{path.stem}-{dataset.name}.md'
+    out = Path(args.pages) / f'{path.stem}-{dataset.name}.md'
     write_page(out, dataset, rows, command, tuned)
     print(f'wrote {out}', file=sys.stderr)
 
