@@ -68,6 +68,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--eval-every', type=int, default=d.eval_every)
     p.add_argument('--patience', type=int, default=d.patience)
     p.add_argument('--min-epochs', type=int, default=d.min_epochs)
+    p.add_argument('--loss', default=d.loss, choices=['bpr', 'bce'])
+    p.add_argument('--hard-negatives', type=float,
+                   default=d.hard_negative_ratio, metavar='RATIO',
+                   help='share of "viewed but not bought" negatives')
     p.add_argument('--metric', default=d.metric)
     p.add_argument('--seed', type=int, default=d.seed)
     p.add_argument('--device', default=d.device)
@@ -83,7 +87,8 @@ def train_config(args, seed: Optional[int] = None):
                        lr=args.lr, weight_decay=args.weight_decay,
                        num_negatives=args.num_negatives,
                        eval_every=args.eval_every, patience=args.patience,
-                       min_epochs=args.min_epochs,
+                       min_epochs=args.min_epochs, loss=args.loss,
+                       hard_negative_ratio=args.hard_negatives,
                        metric=args.metric,
                        seed=args.seed if seed is None else seed,
                        device=args.device, progress=not args.no_progress)

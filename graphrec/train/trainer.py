@@ -15,7 +15,7 @@ from torch import Tensor
 
 from graphrec.data.dataset import MultiBehaviorDataset
 from graphrec.data.graph import BehaviorGraph
-from graphrec.data.sampling import NegativeSampler
+from graphrec.data.sampling import NegativeSampler, viewed_not_bought
 from graphrec.eval import Evaluator
 from graphrec.models.base import Recommender
 from graphrec.train.losses import bce_loss, bpr_loss, l2_loss
@@ -51,6 +51,11 @@ class TrainConfig:
             :math:`\lambda_b`; each batch of target pairs is joined by as
             many random train pairs of every other weighted behavior.
             (default: :obj:`None`, the target alone)
+        hard_negative_ratio (float): Share of the target's negatives drawn
+            from the user's "viewed but not bought" items (auxiliary pairs
+            that are not train target pairs), see
+            :func:`~graphrec.data.sampling.viewed_not_bought`.
+            (default: :obj:`0.0`, uniform negatives only)
     """
     epochs: int = 100
     batch_size: int = 4096
@@ -66,6 +71,7 @@ class TrainConfig:
     progress: bool = True
     loss: str = 'bpr'
     behavior_weights: Optional[Dict[str, float]] = None
+    hard_negative_ratio: float = 0.0
 
     def __post_init__(self):
         if self.loss not in ('bpr', 'bce'):
@@ -83,6 +89,9 @@ class TrainConfig:
                 raise ValueError(f"'{name}' must be a non-negative number "
                                  f"(got {value!r})")
 
+        if not 0.0 <= self.hard_negative_ratio <= 1.0:
+            raise ValueError(f"'hard_negative_ratio' must be in [0, 1] "
+                             f"(got {self.hard_negative_ratio!r})")
         if not isinstance(self.min_epochs, int) or self.min_epochs < 0:
             raise ValueError(f"'min_epochs' must be a non-negative int "
                              f"(got {self.min_epochs!r})")
@@ -145,12 +154,16 @@ class Trainer:
                              f"only; 'behavior_weights' must be None")
         self.weights = {b: float(w) for b, w in weights.items() if w}
         heldout = dataset.heldout_index().to(self.device)
-        self.samplers = {
-            b: NegativeSampler(dataset.num_users, dataset.num_items,
-                               dataset.train[b].to(self.device),
-                               exclude_index=heldout)
-            for b in self.weights
-        }
+        self.samplers = {}
+        for b in self.weights:
+            hard, ratio = None, 0.0
+            if b == dataset.target and self.config.hard_negative_ratio > 0:
+                hard = viewed_not_bought(dataset)
+                ratio = self.config.hard_negative_ratio
+            self.samplers[b] = NegativeSampler(
+                dataset.num_users, dataset.num_items,
+                dataset.train[b].to(self.device), exclude_index=heldout,
+                hard_index=hard, hard_ratio=ratio)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.optimizer = None
         if model.trainable and any(p.requires_grad

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from graphrec.data import carve_validation
+from graphrec.data import carve_validation, pair_keys, viewed_not_bought
 from graphrec.datasets import make_synthetic
 from graphrec.models import build_model
 from graphrec.train import TrainConfig, Trainer
@@ -122,7 +122,23 @@ def test_negatives_exclude_heldout(small):
     assert sampler.is_forbidden(held[0], held[1]).all()
 
 
+def test_hard_negatives_come_from_viewed_not_bought(small):
+    trainer = _trainer(small, hard_negative_ratio=1.0)
+    sampler = trainer.samplers['buy']
+    users = small.train['buy'][0]
+    neg = sampler.sample(users, 2, generator=torch.Generator().manual_seed(0))
+    hard = viewed_not_bought(small)
+    n = small.num_items
+    keys = pair_keys(torch.stack([users.repeat_interleave(2),
+                                  neg.reshape(-1)]), n)
+    has_hard = torch.isin(users, hard[0]).repeat_interleave(2)
+    assert torch.isin(keys[has_hard], pair_keys(hard, n)).all()
+    assert not sampler.is_forbidden(users.repeat_interleave(2),
+                                    neg.reshape(-1)).any()
+
+
 @pytest.mark.parametrize('kwargs,match', [
+    ({'hard_negative_ratio': 1.5}, "'hard_negative_ratio' must be in"),
     ({'loss': 'hinge'}, "'loss' must be 'bpr' or 'bce'"),
     ({'epochs': 0}, "'epochs' must be a positive int"),
     ({'lr': -1.0}, "'lr' must be a non-negative number"),
