@@ -94,6 +94,9 @@ def main(argv=None):
     parser.add_argument('--epochs', type=int, default=None,
                         help='override the epoch budget (quick checks)')
     parser.add_argument('--no-progress', action='store_true')
+    parser.add_argument('--report-only', action='store_true',
+                        help='train nothing; rewrite the page from the '
+                        'JSONL rows (after runs split across processes)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default); '
                         'use 1 per job when running two jobs on 2 cores')
@@ -113,7 +116,7 @@ def main(argv=None):
     dataset = load_data(args.dataset)
     print(dataset, file=sys.stderr)
     evaluator = Evaluator(ks=(10, 20))
-    for label in labels:
+    for label in ([] if args.report_only else labels):
         model, kwargs, train = settings[label]
         if args.epochs is not None:
             train = {**train, 'epochs': args.epochs}
