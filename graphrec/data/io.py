@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -113,15 +114,42 @@ def read_sha256sums(path: PathLike) -> Dict[str, Tuple[str, int]]:
     return out
 
 
+def _is_file(path: Path) -> bool:
+    # A name too long for the file system is a file that is not there.
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _relative_path(listed: str) -> Optional[str]:
     parts = [p for p in listed.strip().replace('\\', '/').split('/')
              if p not in ('', '.')]
-    if not parts or '..' in parts or listed.strip().startswith('/'):
+    if not parts or '..' in parts or listed.strip().startswith('/') \
+            or '\x00' in listed:
         return None
     return '/'.join(parts)
 
 
 # Integer tables #############################################################
+
+def _clip(text: str, limit: int = 60) -> str:
+    r"""The repr of :obj:`text`, cut short for error messages."""
+    shown = repr(text)
+    if len(shown) <= limit:
+        return shown
+    return f'{shown[:limit]}... ({len(text)} characters)'
+
+
+def _fits_int64(text: str) -> bool:
+    r"""Whether the decimal integer :obj:`text` fits in int64.
+
+    The length is checked before :func:`int`, which refuses to convert more
+    than 4300 digits.
+    """
+    digits = text.lstrip('+-').lstrip('0')
+    return len(digits) <= 19 and abs(int(text)) <= _INT64_MAX
+
 
 def _strip_bom(data: bytes) -> bytes:
     return data[len(_BOM):] if data.startswith(_BOM) else data
@@ -190,27 +218,27 @@ def _parse_lines(data: bytes, path: Path, ncols: Sequence[int],
         fields = line.split('\t')
         if len(fields) not in ncols:
             raise DataFormatError(
-                f'malformed line {line!r}: expected {expected} '
+                f'malformed line {_clip(line)}: expected {expected} '
                 f'tab-separated columns ({what}), got {len(fields)}', path,
                 number)
         if ncol is None:
             ncol = len(fields)
         elif len(fields) != ncol:
             raise DataFormatError(
-                f'malformed line {line!r}: {len(fields)} columns, but line 1 '
-                f'has {ncol}; the time column must be on every line or on '
-                f'none', path, number)
+                f'malformed line {_clip(line)}: {len(fields)} columns, but '
+                f'line 1 has {ncol}; the time column must be on every line '
+                f'or on none', path, number)
         row = []
         for name, field in zip(names, fields):
             text = field.strip()
             if _INT.fullmatch(text) is None:
-                raise DataFormatError(f'malformed line {line!r}: {name} '
-                                      f'{text!r} is not an integer', path,
-                                      number)
+                raise DataFormatError(f'malformed line {_clip(line)}: '
+                                      f'{name} {_clip(text)} is not an '
+                                      f'integer', path, number)
+            if not _fits_int64(text):
+                raise DataFormatError(f'{name} {_clip(text)} does not fit '
+                                      f'in a 64-bit integer', path, number)
             value = int(text)
-            if abs(value) > _INT64_MAX:
-                raise DataFormatError(f'{name} {value} does not fit in a '
-                                      f'64-bit integer', path, number)
             if value < 0 and name != 'unix_time':
                 raise DataFormatError(f'negative {name} id {value}: ids are '
                                       f'0-based, expected >= 0', path,
@@ -343,6 +371,9 @@ def _read_meta(path: Path, data: bytes) -> dict:
     except json.JSONDecodeError as e:
         raise DataFormatError(f'invalid JSON: {e.msg} (column {e.colno})',
                               path, e.lineno) from None
+    except (ValueError, RecursionError) as e:
+        # An integer literal too long to convert, or nesting too deep.
+        raise DataFormatError(f'invalid JSON: {e}', path) from None
     if not isinstance(meta, dict):
         raise DataFormatError(f'expected a JSON object with keys '
                               f'{list(_META_KEYS)} (got a '
@@ -361,6 +392,11 @@ def _read_meta(path: Path, data: bytes) -> dict:
                 or value <= 0:
             raise DataFormatError(f"key '{key}' must be a positive integer "
                                   f"(got {value!r})", path)
+    if meta['num_users'] * meta['num_items'] > _INT64_MAX + 1:
+        raise DataFormatError(
+            f"num_users * num_items must be at most 2**63, since a (user, "
+            f"item) pair is encoded as one int64 (got {meta['num_users']} * "
+            f"{meta['num_items']})", path)
     behaviors = meta['behaviors']
     if not isinstance(behaviors, list) or not behaviors:
         raise DataFormatError(f"key 'behaviors' must be a non-empty list of "
@@ -448,7 +484,7 @@ def read_folder(path: PathLike, name: Optional[str] = None,
         sums = read_sha256sums(sums_path)
         if verify:
             for rel, (expected, number) in sums.items():
-                if not (root / rel).is_file():
+                if not _is_file(root / rel):
                     raise DataFormatError(
                         f'file listed in SHA256SUMS (line {number}) is '
                         f'missing', root / rel)
@@ -555,20 +591,23 @@ def _check_table(table: np.ndarray, path: Path, num_users: int,
 # Event logs #################################################################
 
 def _csv_records(path: Path, sep: str):
+    data = path.read_bytes()
     try:
-        with open(path, newline='', encoding='utf-8-sig') as f:
-            reader = csv.reader(f, delimiter=sep)
-            header = next(reader, None)
-            if header is None:
-                raise DataFormatError('empty file; expected a header row '
-                                      'naming the columns', path, 1)
-            rows = [(reader.line_num, row) for row in reader if row]
+        text = data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b'\n') + 1
+        raise DataFormatError(f'not UTF-8 text ({e.reason})', path,
+                              line) from None
+    reader = csv.reader(io.StringIO(text, newline=''), delimiter=sep)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataFormatError('empty file; expected a header row '
+                                  'naming the columns', path, 1)
+        rows = [(reader.line_num, row) for row in reader if row]
     except csv.Error as e:
         raise DataFormatError(f'malformed CSV: {e}', path,
-                              reader.line_num) from None
-    except UnicodeDecodeError as e:
-        raise DataFormatError(f'not UTF-8 text ({e.reason})',
-                              path) from None
+                              max(reader.line_num, 1)) from None
     return [h.strip() for h in header], rows
 
 
@@ -610,6 +649,10 @@ def _columns(header: List[str], wanted: Dict[str, str],
             raise DataFormatError(f"missing column {column!r} (argument "
                                   f"'{arg}'); the header has {header}",
                                   path, 1)
+        if header.count(column) > 1:
+            raise DataFormatError(f"column {column!r} (argument '{arg}') "
+                                  f"appears {header.count(column)} times in "
+                                  f"the header {header}", path, 1)
         out[arg] = header.index(column)
     return out
 
@@ -618,6 +661,10 @@ def _parse_time(text: str, column: str, path: Path,
                 line: int) -> Union[int, float]:
     text = text.strip()
     if _INT.fullmatch(text):
+        if not _fits_int64(text):
+            raise DataFormatError(f'time {_clip(text)} in column {column!r} '
+                                  f'does not fit in a 64-bit integer', path,
+                                  line)
         return int(text)
     try:
         value = float(text)
@@ -629,14 +676,19 @@ def _parse_time(text: str, column: str, path: Path,
                                           if text.endswith('Z') else text)
         except ValueError:
             raise DataFormatError(
-                f'time {text!r} in column {column!r} is neither a number '
-                f'(unix time) nor an ISO 8601 date', path, line) from None
+                f'time {_clip(text)} in column {column!r} is neither a '
+                f'number (unix time) nor an ISO 8601 date', path,
+                line) from None
         if when.tzinfo is None:  # naive times are read as UTC, everywhere
             when = when.replace(tzinfo=timezone.utc)
         value = when.timestamp()
     if not math.isfinite(value):
-        raise DataFormatError(f'time {text!r} in column {column!r} is not '
-                              f'finite', path, line)
+        raise DataFormatError(f'time {_clip(text)} in column {column!r} is '
+                              f'not finite', path, line)
+    if abs(value) >= 2**63:
+        raise DataFormatError(f'time {_clip(text)} in column {column!r} is '
+                              f'out of range: expected unix seconds below '
+                              f'2**63 in magnitude', path, line)
     return int(value) if value.is_integer() else value
 
 
@@ -644,10 +696,11 @@ def _vocabulary(values: Iterable[str]) -> Tuple[List, Dict[str, int]]:
     r"""Returns the sorted unique ids and a map from id text to index.
 
     Ids are sorted numerically (and kept as ints) when every one is a
-    canonical integer, else as strings.
+    canonical integer that fits in int64, else as strings.
     """
     unique = set(values)
-    if all(_INT.fullmatch(v) and str(int(v)) == v for v in unique):
+    if all(_INT.fullmatch(v) and _fits_int64(v) and str(int(v)) == v
+           for v in unique):
         ids: List = sorted(int(v) for v in unique)
         return ids, {str(v): k for k, v in enumerate(ids)}
     ids = sorted(unique)
@@ -723,9 +776,10 @@ def read_event_log(path: PathLike, user_col: str = 'user',
     The log is a table with a header row and one interaction a row.
 
     User and item ids of any kind are mapped to contiguous indices in
-    sorted order (numeric order when every id is an integer), the same for
-    the same set of ids whatever the row order; :obj:`user_ids` and
-    :obj:`item_ids` map each index back to its original id.
+    sorted order (numeric order when every id is an integer that fits in
+    64 bits), the same for the same set of ids whatever the row order;
+    :obj:`user_ids` and :obj:`item_ids` map each index back to its original
+    id.
 
     Without a :obj:`test` file, the last target interaction of each user
     with at least two (the latest by :obj:`time_col`, ties and the no-time
