@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--metric', default=d.metric)
     p.add_argument('--seed', type=int, default=d.seed)
     p.add_argument('--device', default=d.device)
+    p.add_argument('--deterministic', action='store_true',
+                   help='deterministic kernels only (see docs/reliability.md)')
     p.add_argument('--no-progress', action='store_true')
 
 
@@ -91,7 +94,8 @@ def train_config(args, seed: Optional[int] = None):
                        hard_negative_ratio=args.hard_negatives,
                        metric=args.metric,
                        seed=args.seed if seed is None else seed,
-                       device=args.device, progress=not args.no_progress)
+                       device=args.device, progress=not args.no_progress,
+                       deterministic=args.deterministic)
 
 
 def cmd_datasets(args) -> int:
@@ -119,18 +123,47 @@ def print_table(rows: List[Dict], metrics: List[str]) -> None:
                                                'eval_seconds']))
 
 
+def resume_command(args, out: Path) -> str:
+    r"""The ``graphrec train`` command line that resumes the run of
+    :obj:`args` from :obj:`out`: the same arguments plus ``--resume`` (and
+    ``--out`` where it was left to its default).
+    """
+    argv = list(getattr(args, 'argv', None) or ['train', '--model',
+                                                 args.model])
+    if args.out is None:
+        argv += ['--out', str(out)]
+    if '--resume' not in argv:
+        argv.append('--resume')
+    return 'graphrec ' + shlex.join(argv)
+
+
 def cmd_train(args) -> int:
     r"""``graphrec train``: trains one model, writes its ``model.pt`` and
     appends its result row.
+
+    On ``SIGINT``/``SIGTERM`` it appends an ``"interrupted"`` row, prints
+    the command that resumes the run and returns :math:`128 +` the signal
+    number, as a shell reports a process ended by that signal.
     """
     from graphrec.train.experiment import run_experiment
     from graphrec.train.records import atomic_torch_save
+    from graphrec.train.trainer import TrainingInterrupted
     dataset = load_data(args.dataset, args.split_seed)
     kwargs = parse_model_args(args.model_arg)
     out = Path(args.out or f'runs/{dataset.name}-{args.model}-s{args.seed}')
-    row = run_experiment(args.model, dataset, kwargs, train_config(args),
-                         out_dir=str(out), results=args.results,
-                         resume=args.resume, return_model=True)
+    try:
+        row = run_experiment(args.model, dataset, kwargs, train_config(args),
+                             out_dir=str(out), results=args.results,
+                             resume=args.resume, return_model=True)
+    except TrainingInterrupted as e:
+        print(f'\n{e}', file=sys.stderr)
+        if args.results:
+            print(f'an "interrupted" row was appended to {args.results}',
+                  file=sys.stderr)
+        if e.checkpoint is not None:
+            print(f'resume with: {resume_command(args, out)}',
+                  file=sys.stderr)
+        return e.exit_code
     model = row.pop('_model')
     atomic_torch_save({'model': args.model, 'model_kwargs': kwargs,
                        'dataset': args.dataset,
@@ -149,10 +182,14 @@ def load_checkpoint(path: str):
 
     Returns:
         :obj:`(model, dataset, graph)`, with the train graph.
+
+    Raises:
+        CheckpointError: The file is corrupt or truncated.
     """
     from graphrec.data.graph import BehaviorGraph
     from graphrec.models import build_model
-    ckpt = torch.load(path, weights_only=False)
+    from graphrec.train.records import load_checkpoint as read_checkpoint
+    ckpt = read_checkpoint(path)
     dataset = load_data(ckpt['dataset'], ckpt['split_seed'])
     if ckpt['checksum'] != dataset.checksum:
         raise SystemExit(f"error: dataset '{ckpt['dataset']}' changed since "
@@ -310,14 +347,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     r"""Runs the ``graphrec`` command; returns the exit code (2 on a
-    :class:`ValueError` or :class:`FileNotFoundError`).
+    :class:`ValueError`, :class:`FileNotFoundError` or
+    :class:`~graphrec.train.records.RunLockedError`; :math:`128 +` the
+    signal number on ``SIGINT``/``SIGTERM``).
     """
+    from graphrec.train.records import RunLockedError
+    from graphrec.train.trainer import TrainingInterrupted
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.fn(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RunLockedError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:  # e.g. in demo
+        print(f'\n{e}', file=sys.stderr)
+        return e.exit_code
 
 
 if __name__ == '__main__':

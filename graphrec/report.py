@@ -26,10 +26,20 @@ def run_label(row: Dict) -> str:
     return f"{row['model']}({args})"
 
 
+def complete(rows: Iterable[Dict]) -> List[Dict]:
+    r"""The rows of finished runs: without a ``status`` (rows written before
+    it existed) or with ``"status": "complete"``; interrupted runs have no
+    test metrics.
+    """
+    return [r for r in rows if r.get('status', 'complete') == 'complete']
+
+
 def group_rows(rows: Iterable[Dict]) -> OrderedDict[tuple, List[Dict]]:
-    r"""Groups rows by (dataset, label), keeping the latest row per seed."""
+    r"""Groups the :func:`complete` rows by (dataset, label), keeping the
+    latest row per seed.
+    """
     groups: OrderedDict[tuple, Dict] = OrderedDict()
-    for row in rows:
+    for row in complete(rows):
         key = (row['dataset'], row.get('label') or run_label(row))
         groups.setdefault(key, {})[row.get('seed')] = row
     return OrderedDict((k, list(v.values())) for k, v in groups.items())
@@ -61,9 +71,9 @@ def markdown_table(rows: Iterable[Dict], metrics: Sequence[str],
 
 def provenance(rows: Iterable[Dict]) -> str:
     r"""A short list of the checksums, git revisions, splits and masking
-    policies the rows come from.
+    policies the :func:`complete` rows come from.
     """
-    rows = list(rows)
+    rows = complete(rows)
     fields = OrderedDict()
     for key in ('checksum', 'git', 'split', 'masking', 'selection'):
         values = sorted({json.dumps(r.get(key)) for r in rows})

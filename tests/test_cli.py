@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from graphrec.cli import main
+from graphrec.cli import build_parser, main, train_config
 from graphrec.data import pair_keys
 from graphrec.datasets import load_dataset
+from graphrec.train import lock_run_dir
 
 README = Path(__file__).resolve().parent.parent / 'README.md'
 
@@ -55,6 +56,29 @@ def test_train_evaluate_recommend_roundtrip(capsys, tmp_path):
                        r'\[0, 999\]'):
         main(['recommend', '--checkpoint', str(out / 'model.pt'),
               '--users', '5000'])
+
+    # A damaged model.pt is reported, not unpickled.
+    data = (out / 'model.pt').read_bytes()
+    (out / 'model.pt').write_bytes(data[:-100])
+    capsys.readouterr()
+    assert main(['evaluate', '--checkpoint', str(out / 'model.pt')]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: checkpoint '{out / 'model.pt'}': truncated")
+    # A folder another run holds is refused before anything is written.
+    with lock_run_dir(out):
+        assert main(['train', '--model', 'mf', '--epochs', '1',
+                     '--no-progress', '--out', str(out), '--results',
+                     str(tmp_path / 'r.jsonl')]) == 2
+    assert f"run folder '{out}' is in use" in capsys.readouterr().err
+    assert len((tmp_path / 'r.jsonl').read_text().splitlines()) == 1
+
+
+def test_deterministic_flag():
+    args = build_parser().parse_args(['train', '--model', 'mf',
+                                      '--deterministic'])
+    assert train_config(args).deterministic is True
+    args = build_parser().parse_args(['train', '--model', 'mf'])
+    assert train_config(args).deterministic is False
 
 
 def test_cli_errors_name_the_argument(capsys):

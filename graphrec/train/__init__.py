@@ -1,7 +1,23 @@
 """Losses, the trainer, experiments and result records."""
 from graphrec.train.experiment import run_experiment, seed_everything
 from graphrec.train.losses import bce_loss, bpr_loss, l2_loss
-from graphrec.train.trainer import TrainConfig, Trainer, TrainResult
+from graphrec.train.records import (
+    CheckpointError,
+    RunLockedError,
+    atomic_torch_save,
+    load_checkpoint,
+    lock_run_dir,
+)
+from graphrec.train.runtime import deterministic_mode, signals_as_interrupts
+from graphrec.train.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    TrainResult,
+)
 
-__all__ = ['TrainConfig', 'Trainer', 'TrainResult', 'run_experiment',
-           'seed_everything', 'bpr_loss', 'bce_loss', 'l2_loss']
+__all__ = ['TrainConfig', 'Trainer', 'TrainResult', 'TrainingInterrupted',
+           'run_experiment', 'seed_everything', 'bpr_loss', 'bce_loss',
+           'l2_loss', 'deterministic_mode', 'signals_as_interrupts',
+           'atomic_torch_save', 'load_checkpoint', 'lock_run_dir',
+           'CheckpointError', 'RunLockedError']

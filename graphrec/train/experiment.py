@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -12,7 +13,17 @@ from graphrec.data.dataset import MultiBehaviorDataset
 from graphrec.eval import Evaluator
 from graphrec.models import build_model
 from graphrec.train.records import append_jsonl, run_row
-from graphrec.train.trainer import TrainConfig, Trainer
+from graphrec.train.runtime import (
+    deterministic_mode,
+    interrupt_signal,
+    signals_as_interrupts,
+)
+from graphrec.train.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    TrainResult,
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -32,12 +43,22 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
                    **extra: Any) -> Dict[str, Any]:
     r"""Builds the model :obj:`model` by name, trains it with early
     stopping on the validation pairs, evaluates it once on test and returns
-    (and appends to :obj:`results`, a JSONL file) one result row.
+    (and appends to :obj:`results`, a JSONL file) one result row, with
+    ``"status": "complete"``.
 
     The model evaluated on test is the one of the best validation epoch,
     trained without the validation pairs. With :obj:`return_model=True`
     the trained model is returned under the key ``'_model'`` (not written
     to :obj:`results`).
+
+    On ``SIGINT`` or ``SIGTERM`` the row appended to :obj:`results` has
+    ``"status": "interrupted"``, the epochs completed, the best validation
+    value so far, the signal and the checkpoint to resume from, and no test
+    metrics; then :class:`~graphrec.train.TrainingInterrupted` is raised.
+    Run again with :obj:`resume=True` to finish the run.
+
+    Raises:
+        TrainingInterrupted: ``SIGINT`` or ``SIGTERM`` arrived.
     """
     config = config or TrainConfig()
     evaluator = evaluator or Evaluator(ks=(10, 20))
@@ -47,24 +68,44 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
                       dataset.behaviors, **model_kwargs)
     trainer = Trainer(net, dataset, config, out_dir=out_dir,
                       evaluator=evaluator)
-    t0 = time.perf_counter()
-    fit = trainer.fit(resume=resume)
-    train_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    test = evaluator.evaluate(net.score_fn(trainer.graph), dataset,
-                              split='test')
-    eval_seconds = time.perf_counter() - t0
-    epoch_seconds = fit.epoch_seconds
-    row = run_row(
+    common = dict(
         dataset=dataset.name, checksum=dataset.checksum,
-        split=dataset.info.get('split'), masking=test.get('masking'),
-        model=model, model_kwargs=model_kwargs, config=config.to_dict(),
-        seed=config.seed, selection='best validation epoch, trained '
-        'without the validation pairs' if net.trainable else 'no training',
+        split=dataset.info.get('split'), model=model,
+        model_kwargs=model_kwargs, config=config.to_dict(),
+        seed=config.seed, valid_metric=config.metric)
+    fit = None
+    with signals_as_interrupts(), deterministic_mode(config.deterministic):
+        try:
+            t0 = time.perf_counter()
+            fit = trainer.fit(resume=resume)
+            train_seconds = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            test = evaluator.evaluate(net.score_fn(trainer.graph), dataset,
+                                      split='test')
+            eval_seconds = time.perf_counter() - t0
+        except KeyboardInterrupt as e:
+            if not isinstance(e, TrainingInterrupted):  # during the test
+                last = None if out_dir is None else Path(out_dir) / 'last.pt'
+                e = TrainingInterrupted(
+                    interrupt_signal(e),
+                    fit if fit is not None else TrainResult(),
+                    last if last is not None
+                    and last.exists() else None)
+            if results:
+                append_jsonl(results, run_row(
+                    **common, status='interrupted', signal=e.signal_name,
+                    checkpoint=None if e.checkpoint is None
+                    else str(e.checkpoint),
+                    best_epoch=e.result.best_epoch,
+                    epochs_run=e.result.epochs_run, valid=e.result.best_valid,
+                    epoch_seconds=_mean(e.result.epoch_seconds), **extra))
+            raise e from None
+    row = run_row(
+        **common, status='complete', masking=test.get('masking'),
+        selection='best validation epoch, trained without the validation '
+        'pairs' if net.trainable else 'no training',
         best_epoch=fit.best_epoch, epochs_run=fit.epochs_run,
-        valid_metric=config.metric, valid=fit.best_valid,
-        epoch_seconds=(sum(epoch_seconds) / len(epoch_seconds)
-                       if epoch_seconds else 0.0),
+        valid=fit.best_valid, epoch_seconds=_mean(fit.epoch_seconds),
         train_seconds=train_seconds, eval_seconds=eval_seconds,
         metrics={k: v for k, v in test.items()
                  if isinstance(v, (int, float))}, **extra)
@@ -73,3 +114,7 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     if return_model:
         row['_model'] = net
     return row
+
+
+def _mean(values) -> float:
+    return sum(values) / len(values) if values else 0.0

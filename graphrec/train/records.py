@@ -1,16 +1,22 @@
-"""Result rows (JSONL) and atomic file writes."""
+"""Result rows (JSONL), atomic and verified checkpoint writes, and the
+run-folder lock.
+"""
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import io
 import json
 import os
 import platform
+import re
+import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import torch
 
@@ -38,29 +44,184 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
+#: First bytes of a checkpoint written by :func:`atomic_torch_save`.
+CHECKPOINT_MAGIC = b'GRAPHREC-CHECKPOINT'
+_CHECKPOINT_VERSION = 1
+_HEADER = re.compile(rb'GRAPHREC-CHECKPOINT (\d+) sha256=([0-9a-f]{64}) '
+                     rb'bytes=(\d+)')
+
+
+class CheckpointError(ValueError):
+    r"""A checkpoint file that is truncated, corrupt or not a checkpoint.
+
+    Args:
+        message (str): What is wrong.
+        path (str): The file.
+    """
+    def __init__(self, message: str, path):
+        self.path = str(path)
+        super().__init__(f"checkpoint '{self.path}': {message}")
+
+
 def atomic_torch_save(obj: Any, path) -> None:
-    r""":func:`torch.save` through :func:`atomic_write_bytes`."""
+    r""":func:`torch.save` through :func:`atomic_write_bytes`, behind a
+    one-line header with the sha256 and length of the payload, which
+    :func:`load_checkpoint` verifies.
+
+    The file is ``GRAPHREC-CHECKPOINT 1 sha256=<hex> bytes=<n>\n``
+    followed by the :func:`torch.save` bytes; read it with
+    :func:`load_checkpoint`, not :func:`torch.load`.
+    """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    payload = buffer.getvalue()
+    header = (f'{CHECKPOINT_MAGIC.decode()} {_CHECKPOINT_VERSION} '
+              f'sha256={hashlib.sha256(payload).hexdigest()} '
+              f'bytes={len(payload)}\n').encode()
+    atomic_write_bytes(path, header + payload)
+
+
+def load_checkpoint(path, map_location=None) -> Any:
+    r"""Reads a checkpoint written by :func:`atomic_torch_save`, verifying
+    its length and sha256 first.
+
+    A file without the header (a plain :func:`torch.save` file) is read as
+    it is, with nothing to verify. Checkpoints are pickles: load only your
+    own.
+
+    Args:
+        path (str or Path): The file.
+        map_location (optional): As in :func:`torch.load`.
+            (default: :obj:`None`)
+
+    Raises:
+        CheckpointError: The file is truncated or has extra bytes, its
+            sha256 does not match, its header is damaged or of an unknown
+            version, or :func:`torch.load` cannot read it.
+        FileNotFoundError: :obj:`path` does not exist.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    payload = data
+    if data.startswith(CHECKPOINT_MAGIC):
+        end = data.find(b'\n', 0, 256)
+        match = _HEADER.fullmatch(data[:end]) if end >= 0 else None
+        if match is None:
+            raise CheckpointError(
+                f'damaged header {data[:end if end >= 0 else 80]!r}; '
+                f'expected {CHECKPOINT_MAGIC.decode()} <version> '
+                f'sha256=<hex> bytes=<n>', path)
+        version, digest, size = (int(match.group(1)),
+                                 match.group(2).decode(),
+                                 int(match.group(3)))
+        if version != _CHECKPOINT_VERSION:
+            raise CheckpointError(
+                f'format version {version}, but this graphrec reads version '
+                f'{_CHECKPOINT_VERSION}', path)
+        payload = data[end + 1:]
+        if len(payload) != size:
+            what = 'truncated' if len(payload) < size else 'too long'
+            raise CheckpointError(
+                f'{what}: the header promises {size} bytes after it, the '
+                f'file has {len(payload)}; it is damaged (e.g. a copy cut '
+                f'short), delete it or restore it', path)
+        actual = hashlib.sha256(payload).hexdigest()
+        if actual != digest:
+            raise CheckpointError(
+                f'sha256 mismatch: the header says {digest}, the contents '
+                f'hash to {actual}; the file is corrupt, delete it or '
+                f'restore it', path)
+    try:
+        return torch.load(io.BytesIO(payload), map_location=map_location,
+                          weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f'not a readable torch checkpoint '
+                              f'({type(e).__name__}: {e})', path) from e
+
+
+class RunLockedError(RuntimeError):
+    r"""Another process holds the lock of a run folder.
+
+    Args:
+        folder (str): The run folder.
+        holder (str): What the lock file says about its holder.
+    """
+    def __init__(self, folder, holder: str = ''):
+        self.folder = str(folder)
+        who = f' ({holder})' if holder else ''
+        super().__init__(
+            f"run folder '{self.folder}' is in use: another run{who} holds "
+            f"its lock file {LOCK_NAME}; wait for it to finish, or use "
+            f"another folder")
+
+
+#: Name of the lock file :func:`lock_run_dir` holds in a run folder.
+LOCK_NAME = 'LOCK'
+
+
+@contextlib.contextmanager
+def lock_run_dir(folder) -> Iterator[Path]:
+    r"""Holds an exclusive lock on the run folder :obj:`folder` (created if
+    needed) for the duration of the ``with`` block, so that two runs never
+    write the same checkpoints.
+
+    The lock is :func:`fcntl.flock` on ``<folder>/LOCK``, taken without
+    waiting; the operating system drops it when the process ends, however
+    it ends (even by ``SIGKILL``), so a crashed run never leaves a stale
+    lock. Without :mod:`fcntl` (Windows) nothing is locked.
+
+    Raises:
+        RunLockedError: Another open lock (of another process, or of this
+            one) holds the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (Windows)
+        yield folder / LOCK_NAME
+        return
+    path = folder / LOCK_NAME
+    f = open(path, 'a+')
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise RunLockedError(folder, f.read().strip()) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f'pid {os.getpid()} on {socket.gethostname()}\n')
+        f.flush()
+        yield path
+    finally:
+        f.close()  # releases the lock
 
 
 def append_jsonl(path, row: Dict[str, Any]) -> None:
     r"""Appends one JSON line with a single locked write, so rows of
     concurrent runs never interleave.
+
+    The line goes out in one :func:`os.write` to a file opened for
+    appending, which a signal cannot cut in two: an interrupted run leaves
+    whole rows only.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(row, sort_keys=True, default=str) + '\n').encode()
-    with open(path, 'ab') as f:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
         try:
             import fcntl
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover (Windows)
             pass
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_jsonl(path) -> list:

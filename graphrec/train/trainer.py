@@ -3,13 +3,17 @@ resume.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import random
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,7 +23,20 @@ from graphrec.data.sampling import NegativeSampler, viewed_not_bought
 from graphrec.eval import Evaluator
 from graphrec.models.base import Recommender
 from graphrec.train.losses import bce_loss, bpr_loss, l2_loss
-from graphrec.train.records import atomic_torch_save
+from graphrec.train.records import (
+    atomic_torch_save,
+    load_checkpoint,
+    lock_run_dir,
+)
+from graphrec.train.runtime import (
+    deterministic_mode,
+    interrupt_signal,
+    signals_as_interrupts,
+)
+
+#: :class:`TrainConfig` fields that may differ between a checkpoint and the
+#: run that resumes from it; any other difference is an error.
+RESUMABLE_CHANGES = ('epochs', 'patience', 'min_epochs', 'progress', 'device')
 
 
 @dataclass
@@ -56,6 +73,10 @@ class TrainConfig:
             that are not train target pairs), see
             :func:`~graphrec.data.sampling.viewed_not_bought`.
             (default: :obj:`0.0`, uniform negatives only)
+        deterministic (bool): Train and validate under
+            :func:`~graphrec.train.deterministic_mode` (deterministic kernels
+            only; matters on GPUs, where some scatter kernels are not).
+            (default: :obj:`False`)
     """
     epochs: int = 100
     batch_size: int = 4096
@@ -72,6 +93,7 @@ class TrainConfig:
     loss: str = 'bpr'
     behavior_weights: Optional[Dict[str, float]] = None
     hard_negative_ratio: float = 0.0
+    deterministic: bool = False
 
     def __post_init__(self):
         if self.loss not in ('bpr', 'bce'):
@@ -95,6 +117,9 @@ class TrainConfig:
         if not isinstance(self.min_epochs, int) or self.min_epochs < 0:
             raise ValueError(f"'min_epochs' must be a non-negative int "
                              f"(got {self.min_epochs!r})")
+        if not isinstance(self.deterministic, bool):
+            raise TypeError(f"'deterministic' must be a bool "
+                            f"(got {self.deterministic!r})")
 
     def to_dict(self) -> dict:
         r"""The config as a plain :obj:`dict`."""
@@ -112,11 +137,56 @@ class TrainResult:
     stopped_early: bool = False
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    r"""Raised by :meth:`Trainer.fit` when ``SIGINT`` (Ctrl-C) or
+    ``SIGTERM`` stops it.
+
+    A :class:`KeyboardInterrupt`, so that ``except Exception`` does not
+    swallow it.
+
+    Args:
+        signum (int): The signal.
+        result (TrainResult): The run up to its last completed epoch, the
+            one :obj:`checkpoint` holds.
+        checkpoint (Path, optional): ``out_dir/last.pt``, or :obj:`None`
+            when there is nothing to resume from (no :obj:`out_dir`, or no
+            epoch completed).
+    """
+    def __init__(self, signum: int, result: TrainResult,
+                 checkpoint: Optional[Path] = None):
+        self.signum = int(signum)
+        self.signal_name = signal.Signals(self.signum).name
+        self.result = result
+        self.checkpoint = checkpoint
+        where = (f'{checkpoint} holds epoch {result.epochs_run}; '
+                 f'fit(resume=True) continues from it' if checkpoint else
+                 'no checkpoint to resume from (no out_dir or no completed '
+                 'epoch)')
+        super().__init__(f'training interrupted by {self.signal_name} after '
+                         f'{result.epochs_run} completed epoch(s); {where}')
+
+    @property
+    def exit_code(self) -> int:
+        r"""The shell's exit status for a process killed by the signal,
+        :math:`128 + \text{signum}` (130 for ``SIGINT``, 143 for
+        ``SIGTERM``).
+        """
+        return 128 + self.signum
+
+
 class Trainer:
     r"""Trains a :class:`~graphrec.models.base.Recommender` on the target
     behavior with BPR and uniform negatives, evaluates on the validation
     pairs every :obj:`eval_every` epochs, keeps the best model (early
     stopping with :obj:`patience`), and writes checkpoints atomically.
+
+    With an :obj:`out_dir`, :meth:`fit` holds the folder's lock file (a
+    second run into the same folder fails at once) and writes ``last.pt``
+    after every epoch with everything a resume needs to continue bit for bit
+    (model, optimizer, generator and global random states, early-stopping
+    state, history), atomically and with a sha256 that
+    :func:`~graphrec.train.records.load_checkpoint` verifies. ``SIGINT`` and
+    ``SIGTERM`` during :meth:`fit` raise :class:`TrainingInterrupted`.
 
     No test metric is ever computed here: model selection sees validation
     only. The held-out (validation and test) pairs are read for one purpose,
@@ -248,7 +318,7 @@ class Trainer:
         return self.evaluator.evaluate(self.model.score_fn(self.graph),
                                        self.dataset, split='valid')
 
-    def _state(self, epoch: int, result: TrainResult, best_state, bad: int):
+    def _state(self, epoch: int, result: dict, best_state, bad: int):
         return {
             'epoch': epoch,
             'model': self.model.state_dict(),
@@ -256,17 +326,74 @@ class Trainer:
                           self.optimizer.state_dict()),
             'generator': self.generator.get_state(),
             'torch_rng': torch.get_rng_state(),
-            'result': dataclasses.asdict(result),
+            'cuda_rng': (torch.cuda.get_rng_state_all()
+                         if torch.cuda.is_available() else None),
+            'python_rng': random.getstate(),
+            'numpy_rng': np.random.get_state(),
+            'result': result,
             'best_state': best_state,
             'bad_evals': bad,
             'config': self.config.to_dict(),
         }
 
+    def _restore(self, state: dict, path: Path) -> None:
+        saved = state.get('config') or {}
+        current = self.config.to_dict()
+        changed = {k: (saved[k], v) for k, v in current.items()
+                   if k in saved and k not in RESUMABLE_CHANGES
+                   and saved[k] != v}
+        if changed:
+            diff = ', '.join(f'{k}: {a!r} -> {b!r}'
+                             for k, (a, b) in changed.items())
+            raise ValueError(
+                f"cannot resume from '{path}': it was written with other "
+                f"training settings ({diff}); only {list(RESUMABLE_CHANGES)}"
+                f" may change, so use the same settings or another "
+                f"'out_dir'")
+        try:
+            self.model.load_state_dict(state['model'])
+        except RuntimeError as e:
+            raise ValueError(f"cannot resume from '{path}': it holds "
+                             f"another model ({e})") from None
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.generator.set_state(state['generator'])
+        torch.set_rng_state(state['torch_rng'])
+        if state.get('cuda_rng') is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['cuda_rng'])
+        if state.get('python_rng') is not None:
+            random.setstate(state['python_rng'])
+        if state.get('numpy_rng') is not None:
+            np.random.set_state(state['numpy_rng'])
+
     def fit(self, resume: bool = False) -> TrainResult:
         r"""Trains until :obj:`epochs` or early stopping, then loads the
-        best validation state into the model. With :obj:`resume=True`,
-        continues from ``out_dir/last.pt`` when it exists.
+        best validation state into the model.
+
+        With :obj:`resume=True`, continues from ``out_dir/last.pt`` when it
+        exists: the result is bit for bit the one of an uninterrupted run
+        with the same settings (on the same hardware and software). A run
+        that had stopped early stays stopped.
+
+        Raises:
+            TrainingInterrupted: ``SIGINT`` or ``SIGTERM`` arrived; the
+                checkpoint of the last completed epoch is on disk.
+            RunLockedError: Another run holds :obj:`out_dir`.
+            CheckpointError: ``last.pt`` is corrupt or truncated.
+            ValueError: ``last.pt`` was written with other settings (only
+                :data:`RESUMABLE_CHANGES` may differ) or another model.
+            FloatingPointError: The loss became NaN or infinite.
         """
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(deterministic_mode(self.config.deterministic))
+            if self.out_dir is not None and self.optimizer is not None:
+                stack.enter_context(lock_run_dir(self.out_dir))
+                for tmp in self.out_dir.glob('.*.pt.*.tmp'):
+                    # Left by a killed atomic write; we hold the lock.
+                    tmp.unlink(missing_ok=True)
+            stack.enter_context(signals_as_interrupts())
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
         cfg = self.config
         result = TrainResult()
         if self.optimizer is None:  # nothing to fit: one validation run
@@ -276,15 +403,20 @@ class Trainer:
                 result.history.append({'epoch': 0, **metrics})
             return result
         best_state, bad, start = None, 0, 1
-        if resume and self.out_dir and (self.out_dir / 'last.pt').exists():
-            state = torch.load(self.out_dir / 'last.pt', weights_only=False)
-            self.model.load_state_dict(state['model'])
-            self.optimizer.load_state_dict(state['optimizer'])
-            self.generator.set_state(state['generator'])
-            torch.set_rng_state(state['torch_rng'])
+        last = None if self.out_dir is None else self.out_dir / 'last.pt'
+        saved = False  # whether last.pt belongs to this run
+        if resume and last is not None and last.exists():
+            state = load_checkpoint(last)
+            self._restore(state, last)
             result = TrainResult(**state['result'])
             best_state, bad = state['best_state'], state['bad_evals']
-            start = state['epoch'] + 1
+            start, saved = state['epoch'] + 1, True
+            # Early stopping is decided again with the current patience.
+            result.stopped_early = (bad >= cfg.patience
+                                    and state['epoch'] >= cfg.min_epochs)
+            if result.stopped_early:
+                start = cfg.epochs + 1
+        done = dataclasses.asdict(result)  # the last completed epoch
         try:
             from tqdm.auto import tqdm
             # disable=None: no bar when stderr is not a terminal (logs).
@@ -293,40 +425,57 @@ class Trainer:
                        desc=type(self.model).__name__, leave=False)
         except ImportError:  # pragma: no cover
             bar = range(start, cfg.epochs + 1)
-        for epoch in bar:
-            t0 = time.perf_counter()
-            loss = self.train_epoch()
-            result.epoch_seconds.append(time.perf_counter() - t0)
-            result.epochs_run = epoch
-            row = {'epoch': epoch, 'loss': loss}
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                metrics = self.validate()
-                if metrics is not None:
-                    value = metrics[cfg.metric]
-                    row.update({k: v for k, v in metrics.items()
-                                if isinstance(v, (int, float))})
-                    if result.best_valid is None or value > result.best_valid:
-                        result.best_valid, result.best_epoch = value, epoch
-                        best_state = {k: v.detach().clone() for k, v in
-                                      self.model.state_dict().items()}
-                        bad = 0
-                        if self.out_dir:
-                            atomic_torch_save({'model': best_state,
-                                               'epoch': epoch,
-                                               'valid': value},
-                                              self.out_dir / 'best.pt')
-                    else:
-                        bad += 1
-            result.history.append(row)
-            if hasattr(bar, 'set_postfix'):
-                bar.set_postfix(loss=f'{loss:.4f}', best=result.best_valid,
-                                at=result.best_epoch)
-            if self.out_dir:
-                atomic_torch_save(self._state(epoch, result, best_state, bad),
-                                  self.out_dir / 'last.pt')
-            if bad >= cfg.patience and epoch >= cfg.min_epochs:
-                result.stopped_early = True
-                break
+        try:
+            for epoch in bar:
+                t0 = time.perf_counter()
+                loss = self.train_epoch()
+                result.epoch_seconds.append(time.perf_counter() - t0)
+                result.epochs_run = epoch
+                row = {'epoch': epoch, 'loss': loss}
+                if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                    metrics = self.validate()
+                    if metrics is not None:
+                        value = metrics[cfg.metric]
+                        row.update({k: v for k, v in metrics.items()
+                                    if isinstance(v, (int, float))})
+                        if (result.best_valid is None
+                                or value > result.best_valid):
+                            result.best_valid = value
+                            result.best_epoch = epoch
+                            best_state = {k: v.detach().clone() for k, v in
+                                          self.model.state_dict().items()}
+                            bad = 0
+                            if self.out_dir:
+                                atomic_torch_save({'model': best_state,
+                                                   'epoch': epoch,
+                                                   'valid': value},
+                                                  self.out_dir / 'best.pt')
+                        else:
+                            bad += 1
+                result.history.append(row)
+                if hasattr(bar, 'set_postfix'):
+                    bar.set_postfix(loss=f'{loss:.4f}',
+                                    best=result.best_valid,
+                                    at=result.best_epoch)
+                if bad >= cfg.patience and epoch >= cfg.min_epochs:
+                    result.stopped_early = True
+                snapshot = dataclasses.asdict(result)
+                if last is not None:
+                    atomic_torch_save(self._state(epoch, snapshot,
+                                                  best_state, bad), last)
+                    saved = True
+                done = snapshot
+                if result.stopped_early:
+                    break
+        except KeyboardInterrupt as e:
+            if saved:  # last.pt may be one epoch past `done`
+                done = load_checkpoint(last)['result']
+            raise TrainingInterrupted(interrupt_signal(e),
+                                      TrainResult(**done),
+                                      last if saved else None) from None
+        finally:
+            if hasattr(bar, 'close'):
+                bar.close()
         if best_state is not None:
             self.model.load_state_dict(best_state)
         elif result.epochs_run:

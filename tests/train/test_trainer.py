@@ -1,10 +1,22 @@
+import os
+import signal
+
 import pytest
 import torch
 
 from graphrec.data import carve_validation, pair_keys, viewed_not_bought
 from graphrec.datasets import make_synthetic
 from graphrec.models import build_model
-from graphrec.train import TrainConfig, Trainer
+from graphrec.testing import DEVICES
+from graphrec.train import (
+    CheckpointError,
+    RunLockedError,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    load_checkpoint,
+    lock_run_dir,
+)
 
 
 @pytest.fixture(scope='module')
@@ -85,14 +97,14 @@ def test_checkpoints_and_resume_match_uninterrupted(small, tmp_path):
     assert [h['epoch'] for h in result.history] == list(range(1, 7))
     for key, value in full.model.state_dict().items():
         torch.testing.assert_close(again.model.state_dict()[key], value)
-    best = torch.load(tmp_path / 'cut' / 'best.pt', weights_only=False)
+    best = load_checkpoint(tmp_path / 'cut' / 'best.pt')
     assert best['epoch'] == result.best_epoch
 
 
 def test_nan_loss_stops_with_a_clear_error(small, tmp_path, monkeypatch):
     trainer = _trainer(small, epochs=5, out_dir=tmp_path)
     trainer.fit()
-    saved = torch.load(tmp_path / 'last.pt', weights_only=False)
+    saved = load_checkpoint(tmp_path / 'last.pt')
     bad = _trainer(small, epochs=5, out_dir=tmp_path / 'nan')
     monkeypatch.setattr(bad, 'loss',
                         lambda user, pos: torch.tensor(float('nan')))
@@ -147,3 +159,158 @@ def test_hard_negatives_come_from_viewed_not_bought(small):
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+    with pytest.raises(TypeError, match="'deterministic' must be a bool "
+                       r"\(got 'yes'\)"):
+        TrainConfig(deterministic='yes')
+
+
+# Reliability: resume, interruption, lock, determinism ######################
+
+def _states_equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _scripted(trainer, monkeypatch, values):
+    values = iter(values)
+    monkeypatch.setattr(trainer, 'validate',
+                        lambda: {'ndcg@10': next(values)})
+
+
+def test_resume_after_early_stop_trains_no_further(small, tmp_path,
+                                                    monkeypatch):
+    first = _trainer(small, epochs=30, patience=2, out_dir=tmp_path)
+    _scripted(first, monkeypatch, [0.1, 0.3, 0.2, 0.25])
+    done = first.fit()
+    assert done.stopped_early and done.epochs_run == 4
+    again = _trainer(small, epochs=30, patience=2, out_dir=tmp_path)
+    monkeypatch.setattr(again, 'train_epoch', lambda: pytest.fail('trained'))
+    result = again.fit(resume=True)
+    assert result.stopped_early and result.epochs_run == 4
+    assert result.history == done.history
+    assert _states_equal(again.model.state_dict(), first.model.state_dict())
+    # With more patience the stopped run goes on, from the saved counter.
+    longer = _trainer(small, epochs=30, patience=3, out_dir=tmp_path)
+    _scripted(longer, monkeypatch, [0.2])
+    result = longer.fit(resume=True)
+    assert result.epochs_run == 5 and result.stopped_early
+    assert result.best_epoch == 2
+
+
+def test_resume_refuses_other_settings_or_model(small, tmp_path):
+    _trainer(small, epochs=2, out_dir=tmp_path).fit()
+    with pytest.raises(ValueError, match=r"cannot resume from '.*last.pt': "
+                       r'it was written with other training settings \(lr: '
+                       r"0.001 -> 0.01, seed: 0 -> 1\); only \['epochs', "):
+        _trainer(small, epochs=4, lr=0.01, seed=1,
+                 out_dir=tmp_path).fit(resume=True)
+    torch.manual_seed(0)
+    other = build_model('mf', small.num_users, small.num_items,
+                        small.behaviors, embedding_dim=4)
+    trainer = Trainer(other, small, TrainConfig(epochs=4, progress=False,
+                                                batch_size=256),
+                      out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"'.*last.pt': it holds another "
+                       'model'):
+        trainer.fit(resume=True)
+    # epochs, patience and the progress bar may change.
+    result = _trainer(small, epochs=3, patience=5, progress=True,
+                      out_dir=tmp_path).fit(resume=True)
+    assert result.epochs_run == 3
+
+
+@pytest.mark.parametrize('damage, match', [
+    (lambda b: b[:len(b) // 2], r'truncated: the header promises \d+ bytes'),
+    (lambda b: b[:-1] + bytes([b[-1] ^ 1]), 'sha256 mismatch'),
+])
+def test_resume_from_damaged_checkpoint(small, tmp_path, damage, match):
+    _trainer(small, epochs=2, out_dir=tmp_path).fit()
+    last = tmp_path / 'last.pt'
+    last.write_bytes(damage(last.read_bytes()))
+    with pytest.raises(CheckpointError, match=rf"checkpoint '{last}': "
+                       + match):
+        _trainer(small, epochs=4, out_dir=tmp_path).fit(resume=True)
+
+
+def test_held_folder_is_refused_and_stale_temporaries_removed(small,
+                                                               tmp_path):
+    with lock_run_dir(tmp_path):
+        with pytest.raises(RunLockedError, match=rf"run folder '{tmp_path}' "
+                           rf'is in use: another run \(pid {os.getpid()} '):
+            _trainer(small, epochs=1, out_dir=tmp_path).fit()
+    assert not (tmp_path / 'last.pt').exists()
+    stale = tmp_path / '.last.pt.abc123.tmp'
+    stale.write_bytes(b'half a checkpoint')
+    _trainer(small, epochs=1, out_dir=tmp_path).fit()
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'LOCK', 'best.pt', 'last.pt']
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_fit_keeps_last_completed_epoch(small, tmp_path,
+                                                      monkeypatch, signum):
+    trainer = _trainer(small, epochs=6, out_dir=tmp_path)
+    train_epoch = trainer.train_epoch
+    epochs = []
+
+    def train_epoch_then_signal():
+        epochs.append(len(epochs) + 1)
+        loss = train_epoch()
+        if len(epochs) == 3:  # in epoch 3, before its checkpoint
+            signal.raise_signal(signum)
+        return loss
+
+    monkeypatch.setattr(trainer, 'train_epoch', train_epoch_then_signal)
+    with pytest.raises(TrainingInterrupted, match=rf'interrupted by '
+                       rf'{signal.Signals(signum).name} after 2 completed '
+                       r'epoch\(s\); .*last.pt holds epoch 2') as info:
+        trainer.fit()
+    assert info.value.exit_code == 128 + signum
+    assert info.value.result.epochs_run == 2
+    assert [h['epoch'] for h in info.value.result.history] == [1, 2]
+    assert info.value.checkpoint == tmp_path / 'last.pt'
+    assert load_checkpoint(tmp_path / 'last.pt')['epoch'] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    # The folder is free again, and the resumed run is the uninterrupted one.
+    resumed = _trainer(small, epochs=6, out_dir=tmp_path)
+    result = resumed.fit(resume=True)
+    full = _trainer(small, epochs=6)
+    assert result.history == full.fit().history
+    assert _states_equal(resumed.model.state_dict(), full.model.state_dict())
+
+
+def test_signal_without_out_dir(small, monkeypatch):
+    trainer = _trainer(small, epochs=3)
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, 'train_epoch', interrupted)
+    with pytest.raises(TrainingInterrupted, match='after 0 completed '
+                       r'epoch\(s\); no checkpoint to resume from') as info:
+        trainer.fit()
+    assert info.value.checkpoint is None and info.value.exit_code == 130
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_deterministic_runs_are_bit_identical(small, monkeypatch, device):
+    seen = []
+    validate = Trainer.validate
+
+    def spy(self):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return validate(self)
+
+    monkeypatch.setattr(Trainer, 'validate', spy)
+    runs = []
+    for _ in range(2):
+        trainer = _trainer(small, model='lightgcn', epochs=3,
+                           deterministic=True, device=device)
+        result = trainer.fit()
+        runs.append((trainer.model(trainer.graph), result.history))
+    assert seen == [True] * 6
+    assert not torch.are_deterministic_algorithms_enabled()
+    (emb_a, hist_a), (emb_b, hist_b) = runs
+    assert hist_a == hist_b and len(hist_a) == 3
+    for key in emb_a:
+        assert torch.equal(emb_a[key], emb_b[key])
