@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/graphrec demo $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check graphrec tests benchmarks
