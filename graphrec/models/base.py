@@ -35,7 +35,7 @@ class Recommender(torch.nn.Module):
     :obj:`'item'` :obj:`[I, D]`); :meth:`score` turns them into scores,
     for all items (full ranking) or for given items; :meth:`recommend`
     returns top-:math:`k` item ids. Losses live in
-    :mod:`graphrec.train.losses`, not in the model.
+    :mod:`graphrec.losses`, not in the model.
 
     Args:
         num_users (int): Number of users.

@@ -1,6 +1,6 @@
 """Losses, the trainer, experiments and result records."""
+from graphrec.losses import bce_loss, bpr_loss, l2_loss
 from graphrec.train.experiment import run_experiment, seed_everything
-from graphrec.train.losses import bce_loss, bpr_loss, l2_loss
 from graphrec.train.records import (
     CheckpointError,
     RunLockedError,

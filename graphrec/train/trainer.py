@@ -21,8 +21,8 @@ from graphrec.data.dataset import MultiBehaviorDataset
 from graphrec.data.graph import BehaviorGraph
 from graphrec.data.sampling import NegativeSampler, viewed_not_bought
 from graphrec.eval import Evaluator
+from graphrec.losses import bce_loss, bpr_loss, l2_loss
 from graphrec.models.base import Recommender
-from graphrec.train.losses import bce_loss, bpr_loss, l2_loss
 from graphrec.train.records import (
     atomic_torch_save,
     load_checkpoint,
@@ -180,6 +180,13 @@ class Trainer:
     pairs every :obj:`eval_every` epochs, keeps the best model (early
     stopping with :obj:`patience`), and writes checkpoints atomically.
 
+    Plug-in hooks: a model's ``auxiliary_loss(emb, graph, batch)`` terms
+    are added to every step's loss (see :meth:`loss`), and its
+    ``on_validation(graph, improved)`` runs after every validation, once the
+    best state has been kept, with :obj:`improved` telling whether the
+    validation metric improved; what it changes must live in the model's
+    parameters or buffers, so that checkpoints and resume carry it.
+
     With an :obj:`out_dir`, :meth:`fit` holds the folder's lock file (a
     second run into the same folder fails at once) and writes ``last.pt``
     after every epoch with everything a resume needs to continue bit for bit
@@ -249,10 +256,18 @@ class Trainer:
     def loss(self, user: Tensor, pos: Tensor) -> Tensor:
         r"""The weighted per-behavior loss plus L2 on one batch of target
         pairs :obj:`(user, pos)`; override for other objectives.
+
+        A model with an ``auxiliary_loss(emb, graph, batch)`` method (the
+        objectives of plug-ins: contrastive terms, KL to a prior, an ELBO)
+        adds the terms it returns, a dict of named, already weighted scalar
+        tensors; :obj:`batch` maps each trained behavior to its
+        :obj:`(user [B], pos [B], neg [B, K])` of this step. The mean of
+        each term over the epoch is recorded in the history as
+        ``aux/<name>``.
         """
         cfg, target = self.config, self.dataset.target
         emb = self.model(self.graph)
-        loss, users, items = 0.0, [], []
+        loss, users, items, batch = 0.0, [], [], {}
         for b, weight in self.weights.items():
             if b == target:
                 u, p = user, pos
@@ -276,11 +291,19 @@ class Trainer:
             loss = loss + weight * term
             users.append(u)
             items += [p, n.reshape(-1)]
+            batch[b] = (u, p, n)
         if cfg.weight_decay > 0:
             reg = l2_loss(self.model.regularization(torch.cat(users),
                                                     torch.cat(items)),
                           user.numel())
             loss = loss + cfg.weight_decay * reg
+        aux = getattr(self.model, 'auxiliary_loss', None)
+        if aux is not None:
+            terms = aux(emb, self.graph, batch)
+            for name, term in terms.items():
+                self._aux_totals[name] = (self._aux_totals.get(name, 0.0) +
+                                          float(term.detach()))
+                loss = loss + term
         return loss
 
     def train_epoch(self) -> float:
@@ -290,6 +313,7 @@ class Trainer:
         Raises :class:`FloatingPointError` if the loss becomes non-finite.
         """
         self.model.train()
+        self._aux_totals: Dict[str, float] = {}
         num = self.positives.size(1)
         perm = torch.randperm(num, generator=self.generator).to(self.device)
         total, batches = 0.0, 0
@@ -307,6 +331,8 @@ class Trainer:
             self.optimizer.step()
             total += loss.item()
             batches += 1
+        self.aux_history = {f'aux/{k}': v / max(batches, 1)
+                            for k, v in self._aux_totals.items()}
         return total / max(batches, 1)
 
     def validate(self) -> Optional[Dict[str, float]]:
@@ -431,15 +457,16 @@ class Trainer:
                 loss = self.train_epoch()
                 result.epoch_seconds.append(time.perf_counter() - t0)
                 result.epochs_run = epoch
-                row = {'epoch': epoch, 'loss': loss}
+                row = {'epoch': epoch, 'loss': loss, **self.aux_history}
                 if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                     metrics = self.validate()
                     if metrics is not None:
                         value = metrics[cfg.metric]
                         row.update({k: v for k, v in metrics.items()
                                     if isinstance(v, (int, float))})
-                        if (result.best_valid is None
-                                or value > result.best_valid):
+                        improved = (result.best_valid is None
+                                    or value > result.best_valid)
+                        if improved:
                             result.best_valid = value
                             result.best_epoch = epoch
                             best_state = {k: v.detach().clone() for k, v in
@@ -452,6 +479,11 @@ class Trainer:
                                                   self.out_dir / 'best.pt')
                         else:
                             bad += 1
+                        hook = getattr(self.model, 'on_validation', None)
+                        if hook is not None:
+                            # e.g. refresh learned edge weights: scheduled on
+                            # validation only, after the best state is kept.
+                            hook(self.graph, improved=improved)
                 result.history.append(row)
                 if hasattr(bar, 'set_postfix'):
                     bar.set_postfix(loss=f'{loss:.4f}',
