@@ -38,16 +38,36 @@ def parse_model_args(items: Optional[List[str]]) -> Dict[str, Any]:
     return out
 
 
-def load_data(name: str, split_seed: int = 0, verify: bool = True):
-    r"""Loads a dataset by registered name or folder path and carves the
-    validation pairs out of train.
+def load_data(name: str, split_seed: int = 0, verify: bool = True,
+              behaviors: Optional[List[str]] = None,
+              columns: Optional[List[str]] = None):
+    r"""Loads a dataset by registered name, folder or event log (which
+    needs :obj:`behaviors`, and :obj:`columns` unless they are ``user item
+    behavior``) and carves the validation pairs out of train.
     """
     from graphrec.data.split import carve_validation
     from graphrec.datasets import load_dataset
-    dataset = load_dataset(name, verify=verify)
+    dataset = load_dataset(name, verify=verify, behaviors=behaviors,
+                           columns=columns)
     if dataset.valid is None:
         dataset = carve_validation(dataset, seed=split_seed)
     return dataset
+
+
+def add_log_args(p: argparse.ArgumentParser) -> None:
+    r"""Adds the options that read an event log file as a dataset."""
+    p.add_argument('--behaviors', nargs='+', default=None,
+                   help='event logs: behaviors in cascade order, target '
+                   'last')
+    p.add_argument('--columns', nargs='+', default=None,
+                   metavar='COLUMN', help='event logs: the user, item and '
+                   'behavior columns, optionally the time column (default: '
+                   'user item behavior)')
+
+
+def _load(args, name: Optional[str] = None):
+    return load_data(name or args.dataset, getattr(args, 'split_seed', 0),
+                     behaviors=args.behaviors, columns=args.columns)
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -61,6 +81,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    '(default: synthetic)')
     p.add_argument('--split-seed', type=int, default=0,
                    help='seed of the validation split (default: 0)')
+    add_log_args(p)
     p.add_argument('--epochs', type=int, default=d.epochs)
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--lr', type=float, default=d.lr)
@@ -148,7 +169,7 @@ def cmd_train(args) -> int:
     from graphrec.train.experiment import run_experiment
     from graphrec.train.records import atomic_torch_save
     from graphrec.train.trainer import TrainingInterrupted
-    dataset = load_data(args.dataset, args.split_seed)
+    dataset = _load(args)
     kwargs = parse_model_args(args.model_arg)
     out = Path(args.out or f'runs/{dataset.name}-{args.model}-s{args.seed}')
     try:
@@ -167,6 +188,7 @@ def cmd_train(args) -> int:
     model = row.pop('_model')
     atomic_torch_save({'model': args.model, 'model_kwargs': kwargs,
                        'dataset': args.dataset,
+                       'behaviors': args.behaviors, 'columns': args.columns,
                        'split_seed': args.split_seed,
                        'checksum': dataset.checksum,
                        'state': model.state_dict()}, out / 'model.pt')
@@ -190,7 +212,9 @@ def load_checkpoint(path: str):
     from graphrec.models import build_model
     from graphrec.train.records import load_checkpoint as read_checkpoint
     ckpt = read_checkpoint(path)
-    dataset = load_data(ckpt['dataset'], ckpt['split_seed'])
+    dataset = load_data(ckpt['dataset'], ckpt['split_seed'],
+                        behaviors=ckpt.get('behaviors'),
+                        columns=ckpt.get('columns'))
     if ckpt['checksum'] != dataset.checksum:
         raise SystemExit(f"error: dataset '{ckpt['dataset']}' changed since "
                          f"the model was trained (checksum "
@@ -254,7 +278,7 @@ def cmd_demo(args) -> int:
     from graphrec.eval import Evaluator
     from graphrec.train.experiment import run_experiment
     t0 = time.perf_counter()
-    dataset = load_data(args.dataset, args.split_seed)
+    dataset = _load(args)
     print(f'{dataset}\nvalidation carved from train: '
           f"{dataset.info.get('split')}")
     evaluator = Evaluator(ks=(10, 20))
@@ -332,6 +356,7 @@ def cmd_bench(args) -> int:
             for spec in chosen:
                 spec.train = {**spec.train, 'epochs': args.epochs}
         rows = run_grid(chosen, [name], args.seeds, results,
+                        load=lambda n: _load(args, n),
                         progress=not args.no_progress,
                         log=lambda line: print(line, flush=True),
                         config_file=config_path.name)
@@ -397,6 +422,7 @@ def cmd_ablate(args) -> int:
             spec.train = {**spec.train, 'epochs': args.epochs}
     pages, results = _bench_outputs(args, 'ablation')
     rows = run_grid(chosen, [args.dataset], args.seeds, results,
+                    load=lambda n: _load(args, n),
                     progress=not args.no_progress,
                     log=lambda line: print(line, flush=True),
                     config_file=config_path.name)
@@ -414,8 +440,7 @@ def cmd_ablate(args) -> int:
                 '']
     full = [r for r in rows if r['label'] == args.model]
     if full:
-        from graphrec.cli import load_data
-        group, labels = sparsity_groups(load_data(args.dataset))
+        group, labels = sparsity_groups(_load(args))
         table = {}
         for label in [args.model] + [r['label'] for r in rows
                                      if r['label'] != args.model]:
@@ -502,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help='JSONL file (default: PAGES/<config>.jsonl)')
         p.add_argument('--threads', type=int, default=None)
         p.add_argument('--no-progress', action='store_true')
+        add_log_args(p)
 
     p = sub.add_parser('bench', help='models x datasets x seeds: table, '
                        'significance, plots')
