@@ -1,10 +1,24 @@
 """Neural building blocks: sparse propagation, encoders, heads."""
+from graphrec.nn.contrastive import (
+                                     BiasAwareContrastive,
+                                     activity_strata,
+                                     popularity_strata,
+                                     quantile_strata,
+)
 from graphrec.nn.propagation import (
                                      bipartite_propagate,
                                      bipartite_propagate_scatter,
                                      item_to_user,
                                      user_to_item,
 )
+from graphrec.nn.visited import (
+                                 VisitedAwareHead,
+                                 VisitLinks,
+                                 pair_links,
+                                 visited_share,
+)
 
 __all__ = ['bipartite_propagate', 'bipartite_propagate_scatter',
-           'item_to_user', 'user_to_item']
+           'item_to_user', 'user_to_item', 'VisitLinks', 'pair_links',
+           'visited_share', 'VisitedAwareHead', 'BiasAwareContrastive',
+           'quantile_strata', 'popularity_strata', 'activity_strata']
