@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import torch
-from run import load_config
 
+from graphrec.bench import load_config
 from graphrec.cli import load_data
 from graphrec.eval import Evaluator
 from graphrec.models import build_model
@@ -53,7 +53,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     path = Path(args.config)
-    config, settings, _ = load_config(path, args.dataset)
+    config, specs, _ = load_config(path, args.dataset)
     search = config.get('search')
     if not search:
         parser.error(f'{path.name} has no "search" grid')
@@ -66,10 +66,11 @@ def main(argv=None):
                      f'{state["search"]}; delete it to search again')
     dataset = load_data(args.dataset)
     evaluator = Evaluator(ks=(10, 20))
-    labels = args.models or [m for m in settings
+    labels = args.models or [m for m in specs
                              if m not in config.get('untuned', [])]
     for label in labels:
-        model, kwargs, train = settings[label]
+        model, kwargs, train = (specs[label].model, specs[label].kwargs,
+                                specs[label].train)
         trials = state['trials'].setdefault(label, [])
         for point in grid(search):
             if any(t['point'] == point for t in trials):

@@ -370,9 +370,12 @@ def write_page(path, title: str, command: str, rows: Sequence[dict],
             'pessimistic ties, test read once per run; epochs chosen by '
             'early stopping on validation pairs carved from train. Mean ± '
             'std over seeds (sample std); `epoch_seconds` is the mean '
-            'training time per epoch on this machine (2 CPU cores).', '',
+            'training time per epoch on this machine (2 CPU cores), '
+            '`eval_seconds` the full-ranking test evaluation of all users.',
+            '',
             markdown_table(rows, METRICS, extra=['best_epoch',
-                                                 'epoch_seconds']), '']
+                                                 'epoch_seconds',
+                                                 'eval_seconds']), '']
     text += list(notes)
     text += list(extra_sections)
     text += [f'![{Path(i).stem}]({Path(i).name})' for i in images]

@@ -66,18 +66,29 @@ class AuxiliaryReranker(Recommender):
             (default: :obj:`10.0`)
         behaviors (Sequence[str], optional): The behaviors that count as a
             visit. (default: :obj:`None`, every auxiliary behavior)
+        strength (str): :obj:`'cascade'`: :math:`\ell_{ui}` is the position
+            of the strongest linking behavior (a cart before a view);
+            :obj:`'visited'`: :math:`\ell_{ui} = 1` for any visit, so the
+            visited items are ordered by recency and the prior alone.
+            (default: :obj:`'cascade'`)
     """
     trainable = False
     decomposable = False
     priors = ('popularity', 'conversion')
+    strengths = ('cascade', 'visited')
 
     def __init__(self, num_users: int, num_items: int,
                  prior: str = 'popularity', smoothing: float = 10.0,
-                 behaviors: Optional[Sequence[str]] = None):
+                 behaviors: Optional[Sequence[str]] = None,
+                 strength: str = 'cascade'):
         super().__init__(num_users, num_items)
         if prior not in self.priors:
             raise ValueError(f"'prior' must be one of {self.priors} "
                              f"(got {prior!r})")
+        if strength not in self.strengths:
+            raise ValueError(f"'strength' must be one of {self.strengths} "
+                             f"(got {strength!r})")
+        self.strength = strength
         if smoothing < 0:
             raise ValueError(f"'smoothing' must be >= 0 (got {smoothing})")
         self.prior = prior
@@ -106,7 +117,8 @@ class AuxiliaryReranker(Recommender):
         :math:`4 \ell_{ui} + 2 r_{ui}` as :obj:`'bonus'` :obj:`[P]`.
         """
         names = self.behaviors or graph.behaviors[:-1]
-        level = {b: graph.behaviors.index(b) + 1 for b in names}
+        level = {b: (graph.behaviors.index(b) + 1
+                     if self.strength == 'cascade' else 1) for b in names}
         n = self.num_items
         keys, strength, time = [], [], []
         for b in names:
@@ -164,5 +176,6 @@ class AuxiliaryReranker(Recommender):
 
     def extra_repr(self) -> str:
         r"""Adds the item prior to the base representation."""
-        return f'{super().extra_repr()}, prior={self.prior!r}'
+        return (f'{super().extra_repr()}, prior={self.prior!r}, '
+                f'strength={self.strength!r}')
 

@@ -118,6 +118,12 @@ def test_reranker_orders_by_strength_recency_then_prior():
     assert scores[1].argmax() == 3
     pair = model.score(model(graph), torch.tensor([0]), torch.tensor([2]))
     assert pair.item() == pytest.approx(scores[0, 2].item())
+    # strength='visited': a cart counts as any visit, so recency decides.
+    flat = AuxiliaryReranker(2, 5, strength='visited')
+    scores = flat.score(flat(graph), torch.tensor([0, 1]))
+    assert scores[0].argsort(descending=True).tolist() == [1, 0, 2, 3, 4]
+    with pytest.raises(ValueError, match="'strength' must be one of"):
+        AuxiliaryReranker(2, 5, strength='loud')
 
 
 @pytest.mark.parametrize('device', DEVICES)
