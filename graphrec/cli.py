@@ -97,6 +97,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--metric', default=d.metric)
     p.add_argument('--seed', type=int, default=d.seed)
     p.add_argument('--device', default=d.device)
+    p.add_argument('--refit', action='store_true',
+                   help='after choosing the epochs on validation, retrain on '
+                   'train + validation for that many and test that model')
     p.add_argument('--deterministic', action='store_true',
                    help='deterministic kernels only (see docs/reliability.md)')
     p.add_argument('--no-progress', action='store_true')
@@ -116,6 +119,7 @@ def train_config(args, seed: Optional[int] = None):
                        metric=args.metric,
                        seed=args.seed if seed is None else seed,
                        device=args.device, progress=not args.no_progress,
+                       refit=args.refit,
                        deterministic=args.deterministic)
 
 

@@ -1,6 +1,7 @@
 """One run end to end: build, train with validation, test once, record."""
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from pathlib import Path
@@ -86,6 +87,9 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
         try:
             t0 = time.perf_counter()
             fit = trainer.fit(resume=resume)
+            if config.refit and net.trainable and dataset.valid is not None:
+                net, trainer = _refit(model, dataset, model_kwargs, config,
+                                      evaluator, fit, out_dir, resume)
             train_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             test = evaluator.evaluate(net.score_fn(trainer.graph), dataset,
@@ -117,8 +121,7 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     row = run_row(
         **common, status='complete', masking=test.get('masking'),
         transforms=dataset.info.get('transforms'), curve=curve,
-        selection='best validation epoch, trained without the validation '
-        'pairs' if net.trainable else 'no training',
+        selection=_selection(net, config, dataset, fit),
         best_epoch=fit.best_epoch, epochs_run=fit.epochs_run,
         valid=fit.best_valid, epoch_seconds=_mean(fit.epoch_seconds),
         train_seconds=train_seconds, eval_seconds=eval_seconds,
@@ -129,6 +132,56 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     if return_model:
         row['_model'] = net
     return row
+
+
+def merge_validation(dataset: MultiBehaviorDataset) -> MultiBehaviorDataset:
+    r"""The dataset with its validation pairs put back into the train
+    target behavior and no validation split (test untouched).
+    """
+    if dataset.valid is None:
+        raise ValueError(f"dataset '{dataset.name}' has no validation pairs "
+                         f"to merge")
+    train = dict(dataset.train)
+    train[dataset.target] = torch.cat([train[dataset.target],
+                                       dataset.valid], dim=1)
+    timestamps = dict(dataset.timestamps)
+    if timestamps.get(dataset.target) is not None:
+        # Validation pairs carry no time of their own here: give them the
+        # latest train time so that recency-based components see them last.
+        t = timestamps[dataset.target]
+        timestamps[dataset.target] = torch.cat(
+            [t, t.new_full((dataset.valid.size(1), ), int(t.max()))])
+    out = dataset.replace(train=train, valid=None, timestamps=timestamps)
+    out.info['split'] = {**(dataset.info.get('split') or {}),
+                         'refit': 'validation pairs merged back into train'}
+    return out
+
+
+def _refit(model, dataset, model_kwargs, config, evaluator, fit, out_dir,
+           resume):
+    r"""A fresh model, same seed, trained on train + validation for the
+    epoch count chosen on validation.
+    """
+    epochs = max(fit.best_epoch, 1)
+    cfg = dataclasses.replace(config, epochs=epochs, refit=False)
+    merged = merge_validation(dataset)
+    seed_everything(config.seed)
+    net = build_model(model, merged.num_users, merged.num_items,
+                      merged.behaviors, **model_kwargs)
+    trainer = Trainer(net, merged, cfg,
+                      out_dir=None if out_dir is None else
+                      str(Path(out_dir) / 'refit'), evaluator=evaluator)
+    trainer.fit(resume=resume)
+    return net, trainer
+
+
+def _selection(net, config, dataset, fit) -> str:
+    if not net.trainable:
+        return 'no training'
+    if config.refit and dataset.valid is not None:
+        return (f'epochs chosen on validation ({max(fit.best_epoch, 1)}), '
+                f'then retrained on train + validation for that many')
+    return 'best validation epoch, trained without the validation pairs'
 
 
 def _mean(values) -> float:

@@ -36,7 +36,8 @@ from graphrec.train.runtime import (
 
 #: :class:`TrainConfig` fields that may differ between a checkpoint and the
 #: run that resumes from it; any other difference is an error.
-RESUMABLE_CHANGES = ('epochs', 'patience', 'min_epochs', 'progress', 'device')
+RESUMABLE_CHANGES = ('epochs', 'patience', 'min_epochs', 'progress', 'device',
+                     'refit')
 
 
 @dataclass
@@ -73,6 +74,12 @@ class TrainConfig:
             that are not train target pairs), see
             :func:`~graphrec.data.sampling.viewed_not_bought`.
             (default: :obj:`0.0`, uniform negatives only)
+        refit (bool): In :func:`~graphrec.train.run_experiment`: after
+            choosing the epoch count on validation, train a fresh model (same
+            seed) on train plus the validation pairs for that many epochs and
+            test it, instead of testing the model selected on validation (the
+            second protocol of the datasets' README; the row's
+            ``selection`` says which). (default: :obj:`False`)
         deterministic (bool): Train and validate under
             :func:`~graphrec.train.deterministic_mode` (deterministic kernels
             only; matters on GPUs, where some scatter kernels are not).
@@ -93,6 +100,7 @@ class TrainConfig:
     loss: str = 'bpr'
     behavior_weights: Optional[Dict[str, float]] = None
     hard_negative_ratio: float = 0.0
+    refit: bool = False
     deterministic: bool = False
 
     def __post_init__(self):
@@ -117,6 +125,8 @@ class TrainConfig:
         if not isinstance(self.min_epochs, int) or self.min_epochs < 0:
             raise ValueError(f"'min_epochs' must be a non-negative int "
                              f"(got {self.min_epochs!r})")
+        if not isinstance(self.refit, bool):
+            raise TypeError(f"'refit' must be a bool (got {self.refit!r})")
         if not isinstance(self.deterministic, bool):
             raise TypeError(f"'deterministic' must be a bool "
                             f"(got {self.deterministic!r})")

@@ -360,3 +360,40 @@ def test_plugin_hooks_add_auxiliary_terms_and_see_validation(tiny):
     Trainer(plain, data, cfg).fit()
     assert (model.user_embedding.weight.norm() <
             plain.user_embedding.weight.norm())
+
+
+def test_refit_retrains_on_train_plus_valid_for_the_chosen_epochs():
+    import dataclasses
+
+    from graphrec.data import BehaviorGraph
+    from graphrec.eval import Evaluator
+    from graphrec.train import run_experiment, seed_everything
+    from graphrec.train.experiment import merge_validation
+
+    data = carve_validation(make_synthetic(num_users=80, num_items=50,
+                                           seed=2), seed=0)
+    cfg = TrainConfig(epochs=6, batch_size=128, lr=0.02, patience=2,
+                      progress=False, seed=3, refit=True)
+    row = run_experiment('mf', data, {'embedding_dim': 8}, cfg)
+    chosen = row['best_epoch']
+    assert row['selection'].startswith(f'epochs chosen on validation '
+                                       f'({chosen})')
+    # By hand: the same seed, train + valid, `chosen` epochs, then test.
+    merged = merge_validation(data)
+    assert merged.valid is None
+    assert merged.train['buy'].size(1) == (data.train['buy'].size(1) +
+                                           data.valid.size(1))
+    assert torch.equal(merged.test, data.test)
+    seed_everything(3)
+    net = build_model('mf', data.num_users, data.num_items, data.behaviors,
+                      embedding_dim=8)
+    Trainer(net, merged, dataclasses.replace(cfg, epochs=chosen,
+                                             refit=False)).fit()
+    test = Evaluator(ks=(10, 20)).evaluate(
+        net.score_fn(BehaviorGraph.from_dataset(merged)), data)
+    assert row['metrics']['ndcg@10'] == test['ndcg@10']
+    assert row['metrics']['hr@20'] == test['hr@20']
+    with pytest.raises(ValueError, match='no validation pairs'):
+        merge_validation(merged)
+    with pytest.raises(TypeError, match="'refit' must be a bool"):
+        TrainConfig(refit=1)
