@@ -45,7 +45,8 @@ from run import load_config  # noqa: E402
 
 from graphrec.cli import load_data  # noqa: E402
 from graphrec.data import BehaviorGraph  # noqa: E402
-from graphrec.models.plugins import _Links, repeat_share  # noqa: E402
+from graphrec.models.plugins import _Links  # noqa: E402
+from graphrec.nn.visited import visited_share  # noqa: E402
 from graphrec.train.experiment import run_experiment  # noqa: E402
 from graphrec.train.trainer import TrainConfig  # noqa: E402
 
@@ -102,7 +103,7 @@ def plot_scenarios(model, graph, path, title, per_scenario=150):
     best, top = pi.argmax(-1), pi.max(-1).values
     visited = _Links(graph, graph.behaviors[:-1]).pairs(
         pairs[0], pairs[1]).amax(-1)
-    share = repeat_share(graph)[pairs[0]]
+    share = visited_share(graph, graph.behaviors[:-1])[pairs[0]]
     p_r = sc.repeat_probability(p)  # [N, K]
     gen = torch.Generator().manual_seed(0)
     chosen = []

@@ -1,5 +1,5 @@
 """The ``graphrec`` command: datasets, train, evaluate, recommend, demo,
-report.
+bench, ablate, report.
 """
 from __future__ import annotations
 
@@ -38,16 +38,36 @@ def parse_model_args(items: Optional[List[str]]) -> Dict[str, Any]:
     return out
 
 
-def load_data(name: str, split_seed: int = 0, verify: bool = True):
-    r"""Loads a dataset by registered name or folder path and carves the
-    validation pairs out of train.
+def load_data(name: str, split_seed: int = 0, verify: bool = True,
+              behaviors: Optional[List[str]] = None,
+              columns: Optional[List[str]] = None):
+    r"""Loads a dataset by registered name, folder or event log (which
+    needs :obj:`behaviors`, and :obj:`columns` unless they are ``user item
+    behavior``) and carves the validation pairs out of train.
     """
     from graphrec.data.split import carve_validation
     from graphrec.datasets import load_dataset
-    dataset = load_dataset(name, verify=verify)
+    dataset = load_dataset(name, verify=verify, behaviors=behaviors,
+                           columns=columns)
     if dataset.valid is None:
         dataset = carve_validation(dataset, seed=split_seed)
     return dataset
+
+
+def add_log_args(p: argparse.ArgumentParser) -> None:
+    r"""Adds the options that read an event log file as a dataset."""
+    p.add_argument('--behaviors', nargs='+', default=None,
+                   help='event logs: behaviors in cascade order, target '
+                   'last')
+    p.add_argument('--columns', nargs='+', default=None,
+                   metavar='COLUMN', help='event logs: the user, item and '
+                   'behavior columns, optionally the time column (default: '
+                   'user item behavior)')
+
+
+def _load(args, name: Optional[str] = None):
+    return load_data(name or args.dataset, getattr(args, 'split_seed', 0),
+                     behaviors=args.behaviors, columns=args.columns)
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -61,6 +81,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    '(default: synthetic)')
     p.add_argument('--split-seed', type=int, default=0,
                    help='seed of the validation split (default: 0)')
+    add_log_args(p)
     p.add_argument('--epochs', type=int, default=d.epochs)
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--lr', type=float, default=d.lr)
@@ -148,7 +169,7 @@ def cmd_train(args) -> int:
     from graphrec.train.experiment import run_experiment
     from graphrec.train.records import atomic_torch_save
     from graphrec.train.trainer import TrainingInterrupted
-    dataset = load_data(args.dataset, args.split_seed)
+    dataset = _load(args)
     kwargs = parse_model_args(args.model_arg)
     out = Path(args.out or f'runs/{dataset.name}-{args.model}-s{args.seed}')
     try:
@@ -167,6 +188,7 @@ def cmd_train(args) -> int:
     model = row.pop('_model')
     atomic_torch_save({'model': args.model, 'model_kwargs': kwargs,
                        'dataset': args.dataset,
+                       'behaviors': args.behaviors, 'columns': args.columns,
                        'split_seed': args.split_seed,
                        'checksum': dataset.checksum,
                        'state': model.state_dict()}, out / 'model.pt')
@@ -190,7 +212,9 @@ def load_checkpoint(path: str):
     from graphrec.models import build_model
     from graphrec.train.records import load_checkpoint as read_checkpoint
     ckpt = read_checkpoint(path)
-    dataset = load_data(ckpt['dataset'], ckpt['split_seed'])
+    dataset = load_data(ckpt['dataset'], ckpt['split_seed'],
+                        behaviors=ckpt.get('behaviors'),
+                        columns=ckpt.get('columns'))
     if ckpt['checksum'] != dataset.checksum:
         raise SystemExit(f"error: dataset '{ckpt['dataset']}' changed since "
                          f"the model was trained (checksum "
@@ -254,7 +278,7 @@ def cmd_demo(args) -> int:
     from graphrec.eval import Evaluator
     from graphrec.train.experiment import run_experiment
     t0 = time.perf_counter()
-    dataset = load_data(args.dataset, args.split_seed)
+    dataset = _load(args)
     print(f'{dataset}\nvalidation carved from train: '
           f"{dataset.info.get('split')}")
     evaluator = Evaluator(ks=(10, 20))
@@ -291,6 +315,160 @@ def cmd_report(args) -> int:
     if args.output:
         Path(args.output).write_text(text)
     print(text)
+    return 0
+
+
+def _bench_outputs(args, stem: str):
+    pages = Path(args.pages)
+    results = Path(args.results or pages / f'{stem}.jsonl')
+    return pages, results
+
+
+def cmd_bench(args) -> int:
+    r"""``graphrec bench``: every model of a benchmark config on every
+    dataset with every seed; a mean ± std table, paired significance tests
+    against the strongest baseline, bar and training-curve plots, per
+    dataset. Complete runs already in the results file are not run again.
+    """
+    from graphrec.bench import (
+        load_config,
+        plot_bars,
+        plot_curves,
+        run_grid,
+        significance,
+        significance_table,
+        write_page,
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config_path = Path(args.config)
+    pages, results = _bench_outputs(args, config_path.stem)
+    command = 'graphrec ' + shlex.join(args.argv)
+    for name in args.datasets:
+        _, specs, tuned = load_config(config_path, name)
+        labels = args.models or list(specs)
+        unknown = [m for m in labels if m not in specs]
+        if unknown:
+            raise ValueError(f"--models {unknown} are not in "
+                             f"{config_path.name} (choices: {list(specs)})")
+        chosen = [specs[m] for m in labels]
+        if args.epochs is not None:
+            for spec in chosen:
+                spec.train = {**spec.train, 'epochs': args.epochs}
+        rows = run_grid(chosen, [name], args.seeds, results,
+                        load=lambda n: _load(args, n),
+                        progress=not args.no_progress,
+                        log=lambda line: print(line, flush=True),
+                        config_file=config_path.name)
+        dataset = rows[0]['dataset'] if rows else Path(name).name
+        stem = f'{config_path.stem}-{dataset}'
+        bars, curves = pages / f'{stem}-bars.png', pages / f'{stem}-curves.png'
+        plot_bars(rows, ['hr@10', 'ndcg@10', 'unvisited/hr@10',
+                         'avg_pop@10'], bars, f'{config_path.stem} on '
+                  f'{dataset}')
+        plot_curves(rows, curves, title=f'validation curves, {dataset}')
+        sig = significance(rows, against=args.against)
+        notes = [f'Hyperparameters: chosen on validation ({tuned.name}).'
+                 if tuned else 'Hyperparameters: as in the config file.', '']
+        write_page(pages / f'{stem}.md', f'{config_path.stem} on {dataset}',
+                   command, rows, notes=notes, images=[bars, curves],
+                   extra_sections=[
+                       '## Paired significance', '',
+                       'Sign-flip permutation test on per-user test metrics '
+                       '(averaged over seeds), against the strongest '
+                       'baseline by mean HR@10 unless --against names one.',
+                       '', significance_table(sig), ''])
+        print(f'wrote {pages / (stem + ".md")}')
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    r"""``graphrec ablate``: one model of a benchmark config with each
+    component removed or swapped (named constructor overrides from
+    :data:`graphrec.models.ABLATIONS`), and with graph transforms, same
+    seeds and budget; table, bar plot, significance against the full
+    model, and results by user sparsity group.
+    """
+    from graphrec.bench import (
+        ablation_specs,
+        load_config,
+        plot_bars,
+        plot_groups,
+        run_grid,
+        significance,
+        significance_table,
+        write_page,
+    )
+    from graphrec.eval.stats import group_means, sparsity_groups
+    from graphrec.models import ABLATIONS
+    from graphrec.train.records import load_checkpoint as read
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config_path = Path(args.config)
+    _, specs, _ = load_config(config_path, args.dataset)
+    if args.model not in specs:
+        raise ValueError(f"--model '{args.model}' is not in "
+                         f"{config_path.name} (choices: {list(specs)})")
+    base = specs[args.model]
+    known = ABLATIONS.get(base.model, {})
+    names = list(known) if args.ablations is None else args.ablations
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown ablations {unknown} for model "
+                         f"'{base.model}' (choices: {list(known)})")
+    chosen = ablation_specs(base, {n: known[n] for n in names}, args.graph)
+    if args.epochs is not None:
+        for spec in chosen:
+            spec.train = {**spec.train, 'epochs': args.epochs}
+    pages, results = _bench_outputs(args, 'ablation')
+    rows = run_grid(chosen, [args.dataset], args.seeds, results,
+                    load=lambda n: _load(args, n),
+                    progress=not args.no_progress,
+                    log=lambda line: print(line, flush=True),
+                    config_file=config_path.name)
+    dataset = rows[0]['dataset']
+    stem = f'ablation-{args.model}-{dataset}'
+    bars = pages / f'{stem}.png'
+    plot_bars(rows, ['hr@10', 'ndcg@10', 'unvisited/hr@10'], bars,
+              f'ablations of {args.model} on {dataset}')
+    images = [bars]
+    sections = ['## Against the full model', '',
+                'Difference of each ablation from the full model on per-user '
+                'test metrics averaged over seeds, sign-flip permutation '
+                'test.', '',
+                significance_table(significance(rows, against=args.model)),
+                '']
+    full = [r for r in rows if r['label'] == args.model]
+    if full:
+        group, labels = sparsity_groups(_load(args))
+        table = {}
+        for label in [args.model] + [r['label'] for r in rows
+                                     if r['label'] != args.model]:
+            runs = [r for r in rows if r['label'] == label]
+            if label in table or not runs:
+                continue
+            per = [read(r['per_user_file']) for r in runs]
+            avg = {'user': per[0]['user'], **{
+                m: sum(p[m] for p in per) / len(per)
+                for m in ('hr@10', 'ndcg@10')}}
+            table[label] = group_means(avg, group, labels,
+                                       ['hr@10', 'ndcg@10'])
+        groups_png = pages / f'{stem}-sparsity.png'
+        plot_groups(table, 'hr@10', groups_png,
+                    f'HR@10 by user sparsity, {dataset}')
+        images.append(groups_png)
+        lines = ['| model | ' + ' | '.join(
+            f"{g['group']} ({g['users']})" for g in table[args.model]) +
+            ' |', '|---|' + '---|' * len(labels)]
+        for label, gs in table.items():
+            lines.append(f'| {label} | ' + ' | '.join(
+                f"{g['hr@10']:.4f}" for g in gs) + ' |')
+        sections += ['## HR@10 by user sparsity (train purchases)', '',
+                     *lines, '']
+    write_page(pages / f'{stem}.md', f'Ablations of {args.model} on '
+               f'{dataset}', 'graphrec ' + shlex.join(args.argv), rows,
+               extra_sections=sections, images=images)
+    print(f'wrote {pages / (stem + ".md")}')
     return 0
 
 
@@ -335,6 +513,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--results', default=None)
     p.set_defaults(fn=cmd_demo, epochs=150, eval_every=5, patience=3,
                    lr=5e-3, batch_size=2048)
+
+    def bench_common(p):
+        p.add_argument('--config', required=True,
+                       help='benchmark config (benchmarks/configs/*.json)')
+        p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+        p.add_argument('--epochs', type=int, default=None,
+                       help='override the epoch cap (quick checks)')
+        p.add_argument('--pages', default='docs/results',
+                       help='folder of pages and plots (default: '
+                       'docs/results)')
+        p.add_argument('--results', default=None,
+                       help='JSONL file (default: PAGES/<config>.jsonl)')
+        p.add_argument('--threads', type=int, default=None)
+        p.add_argument('--no-progress', action='store_true')
+        add_log_args(p)
+
+    p = sub.add_parser('bench', help='models x datasets x seeds: table, '
+                       'significance, plots')
+    bench_common(p)
+    p.add_argument('--datasets', '--data', nargs='+', default=['tmall'],
+                   help='registered names or dataset folders / event logs')
+    p.add_argument('--models', nargs='+', default=None,
+                   help='labels of the config (default: all)')
+    p.add_argument('--against', default=None,
+                   help='label to test against (default: the strongest '
+                   'baseline)')
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser('ablate', help='one model with components removed, '
+                       'graph ablations, sparsity groups')
+    bench_common(p)
+    p.add_argument('--model', required=True, help='label in the config')
+    p.add_argument('--dataset', '--data', default='tmall')
+    p.add_argument('--ablations', nargs='*', default=None,
+                   help='names from graphrec.models.ABLATIONS (default: '
+                   'all of the model)')
+    p.add_argument('--graph', nargs='*', default=[], metavar='TRANSFORM',
+                   help="graph ablations, e.g. 'behaviors=view+buy' "
+                   "'view@0.5' 'order=cart>view>buy'")
+    p.set_defaults(fn=cmd_ablate)
 
     p = sub.add_parser('report', help='Markdown table from JSONL rows')
     p.add_argument('results', nargs='+')

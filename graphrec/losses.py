@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['bpr_loss', 'bce_loss', 'l2_loss', 'kl_to_uniform',
+__all__ = ['bpr_loss', 'bce_loss', 'l2_loss', 'info_nce', 'kl_to_uniform',
            'scenario_repeat_loss']
 
 
@@ -56,6 +56,64 @@ def l2_loss(tensors: Iterable[Tensor], batch_size: int) -> Tensor:
         return torch.zeros(())
     total = sum(t.pow(2).sum() for t in tensors)
     return 0.5 * total / max(int(batch_size), 1)
+
+
+def info_nce(anchor: Tensor, positive: Tensor, temperature: float = 0.2,
+             negative_weight: Optional[Tensor] = None,
+             normalize: bool = True) -> Tensor:
+    r"""InfoNCE with in-batch negatives (van den Oord et al., 2018), with an
+    optional weight on each negative (MCLMR's bias-aware contrastive
+    learning weighs negatives by confounder):
+
+    .. math::
+        \mathcal{L} = -\frac{1}{N} \sum_{n=1}^{N} \log
+        \frac{\exp(s_{nn} / \tau)}{\exp(s_{nn} / \tau) + \sum_{m \neq n}
+        w_{nm} \exp(s_{nm} / \tau)}, \qquad
+        s_{nm} = \frac{a_n^\top p_m}{\|a_n\| \|p_m\|},
+
+    row :math:`n` of :obj:`anchor` paired with row :math:`n` of
+    :obj:`positive`, the other rows of :obj:`positive` its negatives. With
+    :math:`w = 1` (or :obj:`None`) it is plain InfoNCE, a cross-entropy over
+    the :math:`N` rows; the diagonal of :obj:`negative_weight` is ignored.
+
+    Args:
+        anchor (Tensor): :obj:`[N, D]`.
+        positive (Tensor): :obj:`[N, D]`.
+        temperature (float, optional): :math:`\tau > 0`.
+            (default: :obj:`0.2`)
+        negative_weight (Tensor, optional): Non-negative :math:`w`
+            :obj:`[N, N]`. (default: :obj:`None`, all ones)
+        normalize (bool, optional): Cosine similarity; :obj:`False` uses the
+            raw dot product. (default: :obj:`True`)
+    """
+    if anchor.dim() != 2 or anchor.shape != positive.shape:
+        raise ValueError(f"'anchor' and 'positive' must have the same shape "
+                         f"[N, D] (got {list(anchor.shape)} and "
+                         f"{list(positive.shape)})")
+    if not temperature > 0:
+        raise ValueError(f"'temperature' must be > 0 (got {temperature})")
+    if normalize:
+        anchor = F.normalize(anchor, dim=-1)
+        positive = F.normalize(positive, dim=-1)
+    sim = anchor.matmul(positive.t()) / temperature  # [N, N]
+    pos = sim.diagonal()
+    if negative_weight is None:
+        return (torch.logsumexp(sim, dim=-1) - pos).mean()
+    n = sim.size(0)
+    if negative_weight.shape != (n, n):
+        raise ValueError(f"'negative_weight' must have shape [{n}, {n}] "
+                         f"(got {list(negative_weight.shape)})")
+    if bool((negative_weight < 0).any()):
+        raise ValueError("'negative_weight' must be non-negative "
+                         f"(got min {float(negative_weight.min())})")
+    # Weights multiply exp terms; a zero weight drops a negative, so this
+    # sums exp(sim - max) * weight instead of adding log(weight).
+    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+    weight = torch.where(eye, torch.ones_like(sim),
+                         negative_weight.to(sim.dtype))
+    top = sim.detach().amax(dim=-1, keepdim=True)
+    denom = (torch.exp(sim - top) * weight).sum(dim=-1)
+    return (top.squeeze(-1) + torch.log(denom) - pos).mean()
 
 
 def kl_to_uniform(prob: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from graphrec.data.dataset import DataFormatError, MultiBehaviorDataset
 from graphrec.data.io import (
@@ -254,16 +254,21 @@ def _synthetic() -> MultiBehaviorDataset:
 
 def load_dataset(name_or_path: Union[str, Path],
                  root: Optional[Union[str, Path]] = None,
-                 verify: bool = True) -> MultiBehaviorDataset:
-    r"""Loads a dataset by registered name or from a dataset folder.
+                 verify: bool = True,
+                 behaviors: Optional[Sequence[str]] = None,
+                 columns: Optional[Sequence[str]] = None
+                 ) -> MultiBehaviorDataset:
+    r"""Loads a dataset by registered name, from a dataset folder, or from
+    an event log file.
 
     A registered public name is looked up with
     :func:`~graphrec.data.io.find_data_root` (or in :obj:`root`), read with
     :func:`~graphrec.data.io.read_folder`, and checked against the registered
     checksums (with :obj:`verify`) and counts. ``'synthetic'`` builds the
     synthetic dataset with its defaults. Any other value is read as a
-    dataset folder. Event logs need their columns named: use
-    :func:`graphrec.data.io.read_event_log`.
+    dataset folder, or, for a file, as an event log with
+    :func:`graphrec.data.io.read_event_log`, which needs :obj:`behaviors`
+    (cascade order, target last) and reads the columns :obj:`columns`.
 
     Args:
         name_or_path (str or Path): A name from :func:`list_datasets` or a
@@ -271,6 +276,11 @@ def load_dataset(name_or_path: Union[str, Path],
         root (str or Path, optional): A folder holding ``<name>/``, searched
             instead of the default places. (default: :obj:`None`)
         verify (bool): Check the files' sha256. (default: :obj:`True`)
+        behaviors (Sequence[str], optional): For an event log: the
+            behaviors to keep, target last. (default: :obj:`None`)
+        columns (Sequence[str], optional): For an event log: the user,
+            item and behavior columns and optionally the time column.
+            (default: :obj:`None`, ``user item behavior``, no time)
 
     Raises:
         ValueError: An unknown name, or a file instead of a folder.
@@ -305,11 +315,23 @@ def load_dataset(name_or_path: Union[str, Path],
     path = Path(key)
     if path.is_dir():
         return read_folder(path, verify=verify)
+    if path.is_file() and behaviors:
+        from graphrec.data.io import read_event_log
+        columns = list(columns or ['user', 'item', 'behavior'])
+        if len(columns) not in (3, 4):
+            raise ValueError(f"'columns' must name the user, item and "
+                             f"behavior columns and optionally the time "
+                             f"column (got {columns!r})")
+        return read_event_log(path, user_col=columns[0],
+                              item_col=columns[1], behavior_col=columns[2],
+                              time_col=columns[3] if len(columns) > 3 else
+                              None, behaviors=list(behaviors))
     if path.is_file():
         raise ValueError(
-            f"'{path}' is a file, not a dataset folder; read an event log "
-            f"with graphrec.data.io.read_event_log(path, behaviors=[..., "
-            f"target], user_col=..., item_col=..., behavior_col=...), which "
-            f"needs its columns named")
+            f"'{path}' is a file, not a dataset folder; an event log needs "
+            f"its behaviors in cascade order, target last (behaviors=[..., "
+            f"target]; on the command line --behaviors view cart buy) and "
+            f"its columns if not 'user item behavior' (--columns USER ITEM "
+            f"BEHAVIOR [TIME])")
     raise ValueError(f"unknown dataset {key!r}: neither a registered name "
                      f"(choices: {list_datasets()}) nor an existing folder")

@@ -161,6 +161,7 @@ def evaluate_ranking(
     chunk_size: int = 1024,
     tail_fraction: float = 0.8,
     user_index: Optional[Tensor] = None,
+    per_user: bool = False,
 ) -> Dict[str, Any]:
     r"""Full-ranking evaluation of held-out (user, item) pairs.
 
@@ -231,6 +232,10 @@ def evaluate_ranking(
         user_index (Tensor, optional): Evaluate only these users (those of
             them with at least one truth pair). (default: :obj:`None`, every
             user in :obj:`truth_index`)
+        per_user (bool): Also return :obj:`'per_user'`: the evaluated users
+            :obj:`'user'` :obj:`[N]` (ascending) and each ranking metric per
+            user as a float64 tensor :obj:`[N]`, for paired significance
+            tests and user groups. (default: :obj:`False`)
 
     Returns:
         A dict of floats (the metrics above, NaN where undefined) with
@@ -320,6 +325,10 @@ def evaluate_ranking(
     overall = ranking_metrics(rank, t_pos, n_users, ks)
     overall.pop('users')
     result.update(overall)
+    if per_user:
+        values = ranking_metrics(rank, t_pos, n_users, ks, per_group=True)
+        values.pop('users')
+        result['per_user'] = {'user': users.cpu(), **values}
 
     if visited_index is not None:
         visited_index = _check_pairs('visited_index', visited_index,
@@ -571,7 +580,8 @@ class Evaluator:
 
     def evaluate(self, score_fn: ScoreFn, dataset: MultiBehaviorDataset,
                  split: str = 'test',
-                 user_index: Optional[Tensor] = None
+                 user_index: Optional[Tensor] = None,
+                 per_user: bool = False
                  ) -> Dict[str, Union[float, int, str]]:
         r"""Evaluates :obj:`score_fn` on :obj:`split` of :obj:`dataset`.
 
@@ -581,6 +591,8 @@ class Evaluator:
             split (str): :obj:`'test'` or :obj:`'valid'`.
                 (default: :obj:`'test'`)
             user_index (Tensor, optional): Evaluate only these users.
+            per_user (bool): Add per-user metrics under :obj:`'per_user'`
+                (see :func:`evaluate_ranking`). (default: :obj:`False`)
 
         Returns:
             The dict of :func:`evaluate_ranking` plus :obj:`'split'` and
@@ -598,7 +610,7 @@ class Evaluator:
             mask_index=self.mask_index(dataset, split),
             visited_index=visited, item_popularity=popularity,
             chunk_size=self.chunk_size, tail_fraction=self.tail_fraction,
-            user_index=user_index)
+            user_index=user_index, per_user=per_user)
         result['split'] = split
         result['masking'] = self.masking.describe(
             dataset.target, split, dataset.valid is not None)

@@ -38,7 +38,8 @@ def rank_metric_names(ks: Sequence[int]) -> Tuple[str, ...]:
 
 
 def ranking_metrics(rank: Tensor, group: Tensor, num_groups: int,
-                    ks: Sequence[int] = (10, 20)) -> Dict[str, float]:
+                    ks: Sequence[int] = (10, 20),
+                    per_group: bool = False) -> Dict[str, float]:
     r"""Top-:math:`K` metrics from the 0-based ranks of relevant items.
 
     For a user :math:`u` with relevant items :math:`T_u` at 0-based ranks
@@ -64,6 +65,9 @@ def ranking_metrics(rank: Tensor, group: Tensor, num_groups: int,
             :obj:`[P]`, in :obj:`[0, num_groups)`.
         num_groups (int): Number of groups :math:`G`.
         ks (Sequence[int]): Cut-offs :math:`K`. (default: :obj:`(10, 20)`)
+        per_group (bool): Return each group's value, a float64 tensor
+            :obj:`[G]` per metric (NaN for a group without relevant items),
+            instead of the mean. (default: :obj:`False`)
 
     Returns:
         A dict with the keys of :func:`rank_metric_names` (NaN when no
@@ -86,10 +90,12 @@ def ranking_metrics(rank: Tensor, group: Tensor, num_groups: int,
     users = int(has.sum())
     out: Dict[str, float] = {}
 
-    def mean(per_group: Tensor) -> float:
+    def mean(values: Tensor):
+        if per_group:
+            return torch.where(has, values, float('nan'))
         if users == 0:
             return float('nan')
-        return float(per_group[has].mean())
+        return float(values[has].mean())
 
     gain = 1.0 / torch.log2(rank.double() + 2.0)
     cnt = count.double()

@@ -24,6 +24,15 @@ MODELS: Dict[str, Callable[..., Recommender]] = {
 }
 
 
+#: model name -> {ablation name -> constructor overrides}: the components
+#: ``graphrec ablate`` removes or swaps, one named set of overrides each.
+ABLATIONS: Dict[str, Dict[str, Dict[str, Any]]] = {
+    'mbcgcn': {'no_transform': {'transform': 'none'},
+               'target_only': {'aggregate': 'target'}},
+    'crgcn': {'no_residual': {'residual': False}},
+}
+
+
 def register_model(name: str, constructor: Callable[..., Recommender]
                    ) -> Callable[..., Recommender]:
     r"""Adds :obj:`constructor` to the registry under :obj:`name`."""
@@ -66,7 +75,7 @@ def build_model(name: str, num_users: int, num_items: int,
     return constructor(num_users, num_items, **kwargs)
 
 
-__all__ = ['MODELS', 'register_model', 'build_model', 'Recommender', 'MF',
-           'LightGCN', 'ItemPopularity', 'MultiBehaviorRecommender', 'NMTR',
-           'MBCGCN', 'CRGCN', 'AuxiliaryReranker', 'PluginRecommender',
-           'mask_pairs_']
+__all__ = ['MODELS', 'ABLATIONS', 'register_model', 'build_model',
+           'Recommender', 'MF', 'LightGCN', 'ItemPopularity',
+           'MultiBehaviorRecommender', 'NMTR', 'MBCGCN', 'CRGCN',
+           'AuxiliaryReranker', 'PluginRecommender', 'mask_pairs_']

@@ -13,15 +13,13 @@ from graphrec.data.graph import BehaviorGraph
 from graphrec.models.base import Recommender
 from graphrec.models.mf import MF, LightGCN
 from graphrec.models.multi import MultiBehaviorRecommender
-from graphrec.nn.causal import (
-    LatentScenarios,
-    StratifiedBackdoor,
-    quantile_strata,
-)
+from graphrec.nn.causal import LatentScenarios, StratifiedBackdoor
+from graphrec.nn.contrastive import BiasAwareContrastive, quantile_strata
 from graphrec.nn.fusion import MoEFusion
+from graphrec.nn.visited import VisitedAwareHead, visited_share
 
 __all__ = ['PluginRecommender', 'item_popularity_strata',
-           'user_activity_strata', 'repeat_share']
+           'user_activity_strata']
 
 
 def _degree(graph: BehaviorGraph, behaviors, side: str) -> Tensor:
@@ -117,24 +115,6 @@ class _Links:
         return out
 
 
-def repeat_share(graph: BehaviorGraph,
-                 behaviors: Optional[Sequence[str]] = None) -> Tensor:
-    r"""Per user, the share of train target items already in an auxiliary
-    behavior (MUSENET's repeat label :math:`r_u`); 0 for users without
-    target pairs. :obj:`[U]`.
-    """
-    behaviors = graph.behaviors[:-1] if behaviors is None else behaviors
-    target = graph.edge_index_dict[graph.target]
-    if not behaviors:
-        return torch.zeros(graph.num_users, device=target.device)
-    visited = _Links(graph, behaviors).pairs(target[0], target[1])
-    visited = visited.amax(-1)
-    total = torch.bincount(target[0], minlength=graph.num_users).float()
-    hits = torch.bincount(target[0], weights=visited,
-                          minlength=graph.num_users)
-    return hits / total.clamp_min(1)
-
-
 class PluginRecommender(Recommender):
     r"""Any backbone with causal and fusion plug-ins, each switched by one
     constructor argument (MCLMR, "model-agnostic causal learning for
@@ -147,14 +127,24 @@ class PluginRecommender(Recommender):
        gated mixture of per-behavior experts
        (:class:`~graphrec.nn.fusion.MoEFusion`, :obj:`gate='user'` or
        :obj:`'pair'`; the pair gate sees which auxiliary behaviors link the
-       pair);
+       pair), or with :obj:`visited_head=True` MUSENET's repeat / explore
+       mixture on :math:`p_u, q_i` and the pair's links
+       (:class:`~graphrec.nn.visited.VisitedAwareHead`, its repeat-intent
+       loss weighted by :obj:`beta`);
     2. :obj:`backdoor='popularity'` / :obj:`'activity'`: a stratum term,
        trained with the pair's own item popularity / user activity stratum
        and summed over strata with the prior :math:`P(c)` for prediction
        (:class:`~graphrec.nn.causal.StratifiedBackdoor`);
        :obj:`backdoor='latent'`: MUSENET's latent scenarios
        (:class:`~graphrec.nn.causal.LatentScenarios`), whose KL and
-       repeat terms come through :meth:`auxiliary_loss`.
+       repeat terms come through :meth:`auxiliary_loss`;
+    3. :obj:`contrastive` :math:`> 0`: MCLMR's bias-aware contrastive
+       alignment of each auxiliary behavior's user embeddings with the
+       target's (:class:`~graphrec.nn.contrastive.BiasAwareContrastive`,
+       negatives weighted by user activity stratum, :obj:`contrastive` the
+       loss weight), through :meth:`auxiliary_loss`; it needs a
+       multi-behavior backbone (with :obj:`'mf'` and :obj:`'lightgcn'`
+       every behavior has the same embeddings).
 
     Strata, link indicators and repeat shares are computed from the
     :class:`~graphrec.data.BehaviorGraph` given to :meth:`forward` and
@@ -200,12 +190,12 @@ class PluginRecommender(Recommender):
         tau (float): Gumbel temperature. (default: :obj:`0.1`)
         alpha (float): Prototype moving average. (default: :obj:`0.2`)
         kl_weight (float): Weight of the KL term. (default: :obj:`1.0`)
-        beta (float): Weight of the repeat loss. (default: :obj:`0.1`)
-        visited_head (bool): Visited-aware head (extension point, needs
-            :mod:`graphrec.nn.visited`). (default: :obj:`False`)
-        contrastive (float): Weight of the bias-aware contrastive term
-            (extension point, needs :mod:`graphrec.nn.contrastive`).
-            (default: :obj:`0.0`)
+        beta (float): Weight of the repeat losses (latent scenarios, visited
+            head). (default: :obj:`0.1`)
+        visited_head (bool): Score the target with the visited-aware head.
+            (default: :obj:`False`)
+        contrastive (float): Weight of the bias-aware contrastive term;
+            :obj:`0` turns it off. (default: :obj:`0.0`)
         chunk_size (int): Users per chunk of all-item scoring of
             non-decomposable plug-ins. (default: :obj:`256`)
 
@@ -254,12 +244,12 @@ class PluginRecommender(Recommender):
         if not isinstance(contrastive, (int, float)) or contrastive < 0:
             raise ValueError(f"'contrastive' must be a non-negative weight "
                              f"(got {contrastive!r})")
-        if visited_head or contrastive:
-            # Extension points: graphrec.nn.visited / graphrec.nn.contrastive
-            # are written on the 'visited' branch.
-            raise ValueError("'visited_head' and 'contrastive' need "
-                             "graphrec.nn.visited and graphrec.nn."
-                             "contrastive, not in this build yet")
+        if visited_head and fusion is not None:
+            raise ValueError("'visited_head' and fusion='moe' both replace "
+                             "the target's base score; choose one")
+        if (visited_head or contrastive) and len(behaviors) < 2:
+            raise ValueError(f"'visited_head' and 'contrastive' need "
+                             f"auxiliary behaviors (got {behaviors!r})")
         self.behaviors = tuple(behaviors)
         self.target = self.behaviors[-1]
         self.auxiliary = self.behaviors[:-1]
@@ -273,7 +263,8 @@ class PluginRecommender(Recommender):
         self.chunk_size = chunk_size
         self.fusion_kind, self.backdoor_kind = fusion, backdoor
         self.strata_behaviors = strata_behaviors
-        self.fusion = self.backdoor = None
+        self.fusion = self.backdoor = self.visited = self.contrastive = None
+        self.num_strata, self.beta = num_strata, float(beta)
         if fusion == 'moe':
             self.fusion = MoEFusion(self.behaviors, dim, gate,
                                     len(self.auxiliary) if gate == 'pair'
@@ -287,14 +278,20 @@ class PluginRecommender(Recommender):
             self.backdoor = LatentScenarios(
                 dim, num_strata, max(dim // 4, 2), scenario_assignment, tau,
                 alpha, kl_weight, beta, scenario_predict)
+        if visited_head:
+            self.visited = VisitedAwareHead(dim, len(self.auxiliary))
+        if contrastive:
+            self.contrastive = BiasAwareContrastive(weight=float(contrastive))
         self.decomposable = bool(
             getattr(self.backbone, 'decomposable', True)
             and (self.fusion is None or self.fusion.decomposable)
+            and self.visited is None
             and (backdoor is None or (backdoor != 'latent'
                                       and backdoor_mean == 'logit')))
         self._graph: Optional[BehaviorGraph] = None
         self._links: Optional[_Links] = None
         self._repeat: Optional[Tensor] = None
+        self._activity: Optional[Tensor] = None
 
     # -- construction -------------------------------------------------------
     def _build_backbone(self, backbone, embedding_dim: int, num_layers: int,
@@ -340,7 +337,8 @@ class PluginRecommender(Recommender):
     def reset_parameters(self) -> None:
         r"""Resets the backbone and every plug-in."""
         self.backbone.reset_parameters()
-        for module in (self.fusion, self.backdoor):
+        for module in (self.fusion, self.backdoor, self.visited,
+                       self.contrastive):
             if module is not None:
                 module.reset_parameters()
 
@@ -359,8 +357,10 @@ class PluginRecommender(Recommender):
             stratum, prior = fn(graph, self.backdoor.num_strata,
                                 self.strata_behaviors)
             self.backdoor.set_strata(stratum, prior)
-        if isinstance(self.backdoor, LatentScenarios):
-            self._repeat = repeat_share(graph, self.auxiliary)
+        if isinstance(self.backdoor, LatentScenarios) or self.visited:
+            self._repeat = visited_share(graph, self.auxiliary)
+        if self.contrastive is not None:
+            self._activity, _ = user_activity_strata(graph, self.num_strata)
         self._graph = graph
 
     def forward(self, graph: BehaviorGraph) -> Dict:
@@ -369,10 +369,21 @@ class PluginRecommender(Recommender):
         also the graph under :obj:`'graph'`.
         """
         emb = self.backbone(graph)
-        if self.fusion is None and self.backdoor is None:
+        if not self._plugged:
             return emb
         self._prepare(graph)
         return {**emb, 'graph': graph}
+
+    @property
+    def _plugged(self) -> bool:
+        return any(m is not None for m in (self.fusion, self.backdoor,
+                                           self.visited, self.contrastive))
+
+    @property
+    def _rescored(self) -> bool:
+        # Whether the target's logits differ from the backbone's.
+        return any(m is not None for m in (self.fusion, self.backdoor,
+                                           self.visited))
 
     def _per_behavior(self, emb: Dict):
         per = emb.get('behaviors')
@@ -394,8 +405,7 @@ class PluginRecommender(Recommender):
         :obj:`[B, K]`) or all items (:obj:`[B, I]`); plug-ins act on the
         target only.
         """
-        if behavior != self.target or (self.fusion is None
-                                       and self.backdoor is None):
+        if behavior != self.target or not self._rescored:
             return self._backbone_score(emb, behavior, user_index,
                                         item_index)
         if item_index is None:
@@ -422,6 +432,9 @@ class PluginRecommender(Recommender):
             links = (self._links.pairs(u, item_index)
                      if self.fusion.gate == 'pair' else None)
             base = self.fusion(users, items, p, q, links)
+        elif self.visited is not None:
+            base = self.visited(emb['user'][user_index], q,
+                                self._links.pairs(u, item_index))
         else:
             base = self._backbone_score(emb, self.target, user_index,
                                         item_index)
@@ -455,6 +468,8 @@ class PluginRecommender(Recommender):
             links = (self._links.sparse(user_index)
                      if self.fusion.gate == 'pair' else None)
             base = self.fusion.score_all(users, items, p, q, links)
+        elif self.visited is not None:
+            base = self.visited.score_all(p, q, self._links.dense(user_index))
         else:
             base = self._backbone_score(emb, self.target, user_index, None)
         bd = self.backdoor
@@ -476,24 +491,47 @@ class PluginRecommender(Recommender):
     # -- plug-in objectives and introspection ---------------------------------
     def auxiliary_loss(self, emb: Dict, graph: BehaviorGraph,
                        batch: Dict) -> Dict[str, Tensor]:
-        r"""Trainer hook: the latent scenarios' weighted KL to the uniform
-        prior and :math:`\beta \mathcal{L}_A` on the step's target samples
-        (positives and negatives), followed by one prototype moving-average
-        step; empty for the other plug-ins.
+        r"""Trainer hook: the plug-ins' weighted objectives on the step's
+        target batch; empty when no plug-in has one.
+
+        - latent scenarios: :obj:`'kl'` (KL to the uniform prior) and
+          :obj:`'repeat'` (:math:`\beta \mathcal{L}_A`) on the positives
+          and negatives, then one prototype moving-average step;
+        - visited head: :obj:`'visited'`, :math:`\beta` times the
+          cross-entropy of the repeat intent against the user's visited
+          share;
+        - contrastive: :obj:`'contrastive'` over the batch's distinct users,
+          auxiliary views against the target view, negatives weighted by
+          activity stratum.
         """
-        if not isinstance(self.backdoor, LatentScenarios):
+        latent = isinstance(self.backdoor, LatentScenarios)
+        if not (latent or self.visited is not None
+                or self.contrastive is not None):
             return {}
         if self.target not in batch:
             raise ValueError(f"'batch' must hold the target behavior "
                              f"{self.target!r} (got {sorted(batch)})")
         self._prepare(graph)
         user, pos, neg = batch[self.target]
-        users = torch.cat([user, user.unsqueeze(-1).expand_as(neg)
-                           .reshape(-1)])
-        items = torch.cat([pos, neg.reshape(-1)])
-        return self.backdoor.auxiliary_loss(
-            emb['user'][users], emb['item'][items],
-            self._repeat.to(users.device)[users])
+        terms = {}
+        if latent:
+            users = torch.cat([user, user.unsqueeze(-1).expand_as(neg)
+                               .reshape(-1)])
+            items = torch.cat([pos, neg.reshape(-1)])
+            terms.update(self.backdoor.auxiliary_loss(
+                emb['user'][users], emb['item'][items],
+                self._repeat.to(users.device)[users]))
+        if self.visited is not None:
+            share = self._repeat.to(user.device)[user]
+            terms['visited'] = self.beta * self.visited.auxiliary_loss(
+                emb['user'][user], share)
+        if self.contrastive is not None:
+            per = self._per_behavior(emb)
+            uniq = torch.unique(user)
+            views = {b: per[b][0][uniq] for b in self.behaviors}
+            terms['contrastive'] = self.contrastive(
+                views, self._activity.to(uniq.device)[uniq])
+        return terms
 
     def gate_weights(self, emb: Dict, user_index: Optional[Tensor] = None,
                      item_index: Optional[Tensor] = None) -> Tensor:
@@ -527,6 +565,9 @@ class PluginRecommender(Recommender):
         r"""Backbone and plug-ins, for :func:`repr`."""
         gate = (f', gate={self.fusion.gate!r}' if self.fusion is not None
                 else '')
+        extra = (', visited_head=True' if self.visited is not None else '')
+        if self.contrastive is not None:
+            extra += f', contrastive={self.contrastive.weight}'
         return (f'{super().extra_repr()}, backbone={self.backbone_name!r}, '
                 f'fusion={self.fusion_kind!r}{gate}, '
-                f'backdoor={self.backdoor_kind!r}')
+                f'backdoor={self.backdoor_kind!r}{extra}')

@@ -4,6 +4,12 @@ from graphrec.nn.causal import (
     StratifiedBackdoor,
     check_backdoor,
 )
+from graphrec.nn.contrastive import (
+                                     BiasAwareContrastive,
+                                     activity_strata,
+                                     popularity_strata,
+                                     quantile_strata,
+)
 from graphrec.nn.fusion import MoEFusion
 from graphrec.nn.propagation import (
                                      bipartite_propagate,
@@ -11,7 +17,16 @@ from graphrec.nn.propagation import (
                                      item_to_user,
                                      user_to_item,
 )
+from graphrec.nn.visited import (
+                                 VisitedAwareHead,
+                                 VisitLinks,
+                                 pair_links,
+                                 visited_share,
+)
 
 __all__ = ['bipartite_propagate', 'bipartite_propagate_scatter',
-           'item_to_user', 'user_to_item', 'MoEFusion', 'StratifiedBackdoor',
-           'LatentScenarios', 'check_backdoor']
+           'item_to_user', 'user_to_item', 'VisitLinks', 'pair_links',
+           'visited_share', 'VisitedAwareHead', 'BiasAwareContrastive',
+           'quantile_strata', 'popularity_strata', 'activity_strata',
+           'MoEFusion', 'StratifiedBackdoor', 'LatentScenarios',
+           'check_backdoor']

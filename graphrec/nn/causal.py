@@ -27,7 +27,7 @@ from torch import Tensor
 from graphrec.losses import kl_to_uniform, scenario_repeat_loss
 
 __all__ = ['backdoor_paths', 'open_backdoor_path', 'check_backdoor',
-           'confounding_dag', 'quantile_strata', 'StratifiedBackdoor',
+           'confounding_dag', 'StratifiedBackdoor',
            'LatentScenarios']
 
 
@@ -153,22 +153,6 @@ def confounding_dag(confounder: str, treatment: str = 'X',
 # ---------------------------------------------------------------------------
 # Observed strata
 # ---------------------------------------------------------------------------
-
-def quantile_strata(value: Tensor, num_strata: int) -> Tensor:
-    r"""Splits :obj:`value` :obj:`[N]` into :obj:`num_strata` quantile
-    strata (0 = lowest); equal values share a stratum, so with heavy ties
-    some strata stay empty.
-    """
-    if not isinstance(num_strata, int) or num_strata < 1:
-        raise ValueError(f"'num_strata' must be a positive int "
-                         f"(got {num_strata!r})")
-    value = value.float()
-    if num_strata == 1 or value.numel() == 0:
-        return torch.zeros_like(value, dtype=torch.long)
-    q = torch.linspace(0, 1, num_strata + 1, device=value.device)[1:-1]
-    bounds = torch.quantile(value, q)
-    return torch.bucketize(value, bounds)
-
 
 class StratifiedBackdoor(torch.nn.Module):
     r"""Backdoor adjustment over observed confounder strata (MCLMR): item

@@ -12,7 +12,7 @@ import torch
 from graphrec.data.dataset import MultiBehaviorDataset
 from graphrec.eval import Evaluator
 from graphrec.models import build_model
-from graphrec.train.records import append_jsonl, run_row
+from graphrec.train.records import append_jsonl, atomic_torch_save, run_row
 from graphrec.train.runtime import (
     deterministic_mode,
     interrupt_signal,
@@ -40,6 +40,7 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
                    out_dir: Optional[str] = None,
                    results: Optional[str] = None,
                    resume: bool = False, return_model: bool = False,
+                   per_user: Optional[str] = None,
                    **extra: Any) -> Dict[str, Any]:
     r"""Builds the model :obj:`model` by name, trains it with early
     stopping on the validation pairs, evaluates it once on test and returns
@@ -56,6 +57,13 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     value so far, the signal and the checkpoint to resume from, and no test
     metrics; then :class:`~graphrec.train.TrainingInterrupted` is raised.
     Run again with :obj:`resume=True` to finish the run.
+
+    With :obj:`per_user` (a file path) the per-user test metrics are written
+    there (see :func:`~graphrec.eval.evaluate_ranking`; read them with
+    :func:`~graphrec.train.load_checkpoint`) and the row names the file under
+    ``per_user_file``, for paired significance tests and user groups. The
+    row's ``curve`` holds ``[epoch, loss, validation metric]`` of every
+    epoch (the metric is :obj:`None` where there was no validation).
 
     Raises:
         TrainingInterrupted: ``SIGINT`` or ``SIGTERM`` arrived.
@@ -81,7 +89,8 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
             train_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             test = evaluator.evaluate(net.score_fn(trainer.graph), dataset,
-                                      split='test')
+                                      split='test',
+                                      per_user=per_user is not None)
             eval_seconds = time.perf_counter() - t0
         except KeyboardInterrupt as e:
             if not isinstance(e, TrainingInterrupted):  # during the test
@@ -100,8 +109,14 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
                     epochs_run=e.result.epochs_run, valid=e.result.best_valid,
                     epoch_seconds=_mean(e.result.epoch_seconds), **extra))
             raise e from None
+    if per_user is not None:
+        atomic_torch_save(test.pop('per_user'), per_user)
+        extra['per_user_file'] = str(per_user)
+    curve = [[h['epoch'], h.get('loss'), h.get(config.metric)]
+             for h in fit.history]
     row = run_row(
         **common, status='complete', masking=test.get('masking'),
+        transforms=dataset.info.get('transforms'), curve=curve,
         selection='best validation epoch, trained without the validation '
         'pairs' if net.trainable else 'no training',
         best_epoch=fit.best_epoch, epochs_run=fit.epochs_run,

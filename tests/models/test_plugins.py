@@ -9,10 +9,10 @@ from graphrec.models.multi import MultiBehaviorRecommender
 from graphrec.models.plugins import (
     PluginRecommender,
     item_popularity_strata,
-    repeat_share,
     user_activity_strata,
 )
 from graphrec.nn.causal import LatentScenarios
+from graphrec.nn.contrastive import BiasAwareContrastive
 from graphrec.train import TrainConfig, Trainer
 
 BEHAVIORS = ('view', 'buy')
@@ -98,10 +98,10 @@ def test_strata_repeat_share_and_links_from_the_graph(tiny, graph):
     assert stratum.tolist() == [1, 1, 0]
     assert prior.tolist() == pytest.approx([1 / 3, 2 / 3, 0.0])
     # u0 bought i1 (viewed), u1 bought i2 (viewed), u2 bought i0 (not).
-    assert repeat_share(graph).tolist() == [1.0, 1.0, 0.0]
     model = PluginRecommender(3, 4, BEHAVIORS, embedding_dim=4,
-                              fusion='moe', gate='pair')
+                              fusion='moe', gate='pair', backdoor='latent')
     model(graph)
+    assert model._repeat.tolist() == [1.0, 1.0, 0.0]
     links = model._links
     assert links.pairs(torch.tensor([0, 0, 2]),
                        torch.tensor([1, 2, 3])).tolist() == [[1.], [0.],
@@ -118,13 +118,16 @@ PLUGINS = [
     {'backdoor': 'latent'},
     {'backdoor': 'latent', 'scenario_assignment': 'hard'},
     {'fusion': 'moe', 'gate': 'pair', 'backdoor': 'popularity'},
+    {'visited_head': True},
+    {'contrastive': 0.5},
+    {'visited_head': True, 'backdoor': 'latent', 'contrastive': 0.1},
 ]
 
 
 def randomize_plugins(model, seed=0):
     torch.manual_seed(seed)
     with torch.no_grad():
-        for module in (model.fusion, model.backdoor):
+        for module in (model.fusion, model.backdoor, model.visited):
             if module is None:
                 continue
             for p in module.parameters():
@@ -203,10 +206,14 @@ def test_every_parameter_gets_a_gradient_in_one_step(kwargs):
     trainer.loss(pos[0], pos[1]).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-    if 'backdoor' in kwargs and kwargs['backdoor'] == 'latent':
-        assert set(trainer._aux_totals) == {'kl', 'repeat'}
-    else:
-        assert trainer._aux_totals == {}
+    expected = set()
+    if kwargs.get('backdoor') == 'latent':
+        expected |= {'kl', 'repeat'}
+    if kwargs.get('visited_head'):
+        expected.add('visited')
+    if kwargs.get('contrastive'):
+        expected.add('contrastive')
+    assert set(trainer._aux_totals) == expected
 
 
 def test_latent_training_moves_prototypes_and_logs_terms():
@@ -252,10 +259,10 @@ def test_plugin_input_errors(tiny, graph):
         make(visited_head=1)
     with pytest.raises(ValueError, match="'contrastive' must be a non-neg"):
         make(contrastive=-1.0)
-    with pytest.raises(ValueError, match="need graphrec.nn.visited"):
-        make(visited_head=True)
-    with pytest.raises(ValueError, match="need graphrec.nn.visited"):
-        make(contrastive=0.1)
+    with pytest.raises(ValueError, match="both replace the target's base"):
+        make(visited_head=True, fusion='moe')
+    with pytest.raises(ValueError, match="need auxiliary behaviors"):
+        make(behaviors=('buy', ), contrastive=0.1)
     with pytest.raises(ValueError, match="'backbone' must be a Recommender"):
         make(backbone='ngcf')
     with pytest.raises(ValueError, match=r"'backbone_kwargs' \['depth'\]"):
@@ -290,3 +297,49 @@ def test_given_backbone_instance_is_wrapped(tiny, graph):
     assert model.backbone is backbone and model.embedding_dim == 4
     assert model.backbone_name == 'LightGCN'
     assert model(graph)['user'].shape == (3, 4)
+
+
+def test_contrastive_term_is_the_bias_aware_infonce_of_behavior_views(
+        tiny, graph):
+    torch.manual_seed(0)
+    model = PluginRecommender(3, 4, BEHAVIORS, backbone='parallel',
+                              embedding_dim=4, contrastive=0.5,
+                              num_strata=3)
+    emb = model(graph)
+    user = torch.tensor([2, 0, 2])
+    batch = {'buy': (user, torch.tensor([0, 1, 0]),
+                     torch.tensor([[3], [2], [1]]))}
+    terms = model.auxiliary_loss(emb, graph, batch)
+    assert set(terms) == {'contrastive'}
+    # Distinct users 0 and 2; every user has 2 distinct items over
+    # view + buy, so both sit in activity stratum 0.
+    strata, _ = user_activity_strata(graph, 3)
+    assert strata.tolist() == [0, 0, 0]
+    uniq = torch.tensor([0, 2])
+    views = {b: emb['behaviors'][b][0][uniq] for b in BEHAVIORS}
+    expected = BiasAwareContrastive(weight=0.5)(views, strata[uniq])
+    assert terms['contrastive'].item() == pytest.approx(expected.item())
+    # Scores are untouched: the plain parallel model's.
+    assert model.decomposable
+    torch.manual_seed(0)
+    plain = MultiBehaviorRecommender(3, 4, BEHAVIORS, encoder='parallel',
+                                     embedding_dim=4)
+    assert torch.equal(plain.score(plain(graph), uniq),
+                       model.score(emb, uniq))
+
+
+def test_visited_head_scores_visited_pairs_in_repeat_mode(tiny, graph):
+    torch.manual_seed(0)
+    model = PluginRecommender(3, 4, BEHAVIORS, embedding_dim=4,
+                              visited_head=True)
+    assert not model.decomposable
+    model.eval()
+    emb = model(graph)
+    head = model.visited
+    users, items = torch.tensor([0, 0]), torch.tensor([1, 2])
+    # u0 viewed i1 (repeat mode) but not i2 (explore mode).
+    p = head.components(emb['user'][users], emb['item'][items],
+                        torch.tensor([[1.0], [0.0]]))
+    assert p['visited'].tolist() == [True, False]
+    prob = torch.sigmoid(model.score(emb, users, items))
+    assert torch.allclose(prob, p['prob'], atol=1e-6)

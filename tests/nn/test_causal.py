@@ -13,7 +13,6 @@ from graphrec.nn.causal import (
     check_backdoor,
     confounding_dag,
     open_backdoor_path,
-    quantile_strata,
 )
 
 
@@ -95,15 +94,6 @@ def test_check_backdoor_input_errors():
 
 
 # -- observed strata ----------------------------------------------------------
-
-def test_quantile_strata_by_hand():
-    # Quartiles of [0, 0, 0, 1, 2, 3, 10, 20]: 0, 1.5, 4.75.
-    value = torch.tensor([0., 0, 0, 1, 2, 3, 10, 20])
-    assert quantile_strata(value, 4).tolist() == [0, 0, 0, 1, 2, 2, 3, 3]
-    assert quantile_strata(value, 1).tolist() == [0] * 8
-    with pytest.raises(ValueError, match="'num_strata' must be a positive"):
-        quantile_strata(value, 0)
-
 
 def make_strata(mean):
     bd = StratifiedBackdoor(num_strata=2, embedding_dim=2, num_nodes=3,

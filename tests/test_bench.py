@@ -1,0 +1,116 @@
+import json
+
+import pytest
+
+from graphrec.bench import RunSpec, ablation_specs, load_config, run_grid
+from graphrec.cli import main
+from graphrec.train.records import load_checkpoint, read_jsonl
+
+CONFIG = {
+    'defaults': {'train': {'epochs': 2, 'batch_size': 1024, 'lr': 0.01,
+                           'eval_every': 1, 'patience': 2}},
+    'datasets': {'synthetic': {'train': {'epochs': 3}}},
+    'models': {
+        'pop': {'model': 'pop', 'baseline': True},
+        'mf': {'model': 'mf', 'kwargs': {'embedding_dim': 8},
+               'baseline': True},
+        'mbcgcn': {'model': 'mbcgcn', 'kwargs': {'embedding_dim': 8},
+                   'train': {'lr': 0.02}},
+    },
+}
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / 'small.json'
+    path.write_text(json.dumps(CONFIG))
+    return path
+
+
+def test_load_config_merges_defaults_dataset_model_and_tuned(config):
+    _, specs, tuned = load_config(config, 'synthetic')
+    assert tuned is None
+    assert specs['mbcgcn'].train == {'epochs': 3, 'batch_size': 1024,
+                                     'lr': 0.02, 'eval_every': 1,
+                                     'patience': 2}
+    assert specs['mf'].baseline and not specs['mbcgcn'].baseline
+    (config.parent / 'tuned-small-synthetic.json').write_text(json.dumps(
+        {'chosen': {'mf': {'train': {'lr': 0.5}}}}))
+    _, specs, tuned = load_config(config, 'synthetic')
+    assert tuned.name == 'tuned-small-synthetic.json'
+    assert specs['mf'].train['lr'] == 0.5
+    bad = config.parent / 'bad.json'
+    bad.write_text(json.dumps({'models': {}}))
+    with pytest.raises(ValueError, match="has no 'defaults' entry"):
+        load_config(bad, 'synthetic')
+
+
+def test_ablation_specs_are_overrides_and_transforms():
+    base = RunSpec('full', 'mbcgcn', {'embedding_dim': 8}, {'lr': 0.1})
+    specs = ablation_specs(base, {'no_transform': {'transform': 'none'}},
+                           ['view@0.5'])
+    assert [s.label for s in specs] == ['full', 'full/no_transform',
+                                        'full/graph:view@0.5']
+    assert specs[1].kwargs == {'embedding_dim': 8, 'transform': 'none'}
+    assert specs[2].transforms == ('view@0.5', )
+    assert all(s.train == {'lr': 0.1} for s in specs)
+    assert len({s.fingerprint() for s in specs}) == 3
+
+
+def test_run_grid_resumes_and_writes_per_user(config, tmp_path):
+    _, specs, _ = load_config(config, 'synthetic')
+    results = tmp_path / 'rows.jsonl'
+    lines = []
+    rows = run_grid([specs['pop'], specs['mf']], ['synthetic'], [0, 1],
+                    results, progress=False, log=lines.append)
+    assert len(rows) == 4 and len(lines) == 4
+    per = load_checkpoint(rows[2]['per_user_file'])
+    assert per['hr@10'].mean().item() == pytest.approx(
+        rows[2]['metrics']['hr@10'])
+    assert rows[2]['curve'][0][0] == 1  # [epoch, loss, valid metric]
+    # A second call runs nothing: every (dataset, label, seed, spec) is done.
+    again = run_grid([specs['pop'], specs['mf']], ['synthetic'], [0, 1],
+                     results, progress=False, log=lines.append)
+    assert len(lines) == 4
+    assert [r['metrics'] for r in again] == [r['metrics'] for r in rows]
+    # Changing the settings makes it a different run.
+    specs['mf'].train['lr'] = 0.05
+    run_grid([specs['mf']], ['synthetic'], [0], results, progress=False,
+             log=lines.append)
+    assert len(lines) == 5 and len(read_jsonl(results)) == 5
+
+
+def test_bench_and_ablate_commands_write_pages(config, tmp_path, capsys):
+    pages = tmp_path / 'pages'
+    code = main(['bench', '--config', str(config), '--datasets',
+                 'synthetic', '--seeds', '0', '1', '--pages', str(pages),
+                 '--no-progress'])
+    assert code == 0
+    page = (pages / 'small-synthetic.md').read_text()
+    assert '| synthetic | mbcgcn | 2 |' in page
+    assert '## Paired significance' in page
+    # The strongest baseline by mean HR@10 is the reference.
+    rows = read_jsonl(pages / 'small.jsonl')
+    hr = {lab: sum(r['metrics']['hr@10'] for r in rows
+                   if r['label'] == lab) / 2 for lab in ('pop', 'mf')}
+    ref = max(hr, key=hr.get)
+    assert f'| synthetic | mbcgcn | {ref} |' in page
+    assert (pages / 'small-synthetic-bars.png').stat().st_size > 1000
+    code = main(['ablate', '--config', str(config), '--model', 'mbcgcn',
+                 '--dataset', 'synthetic', '--seeds', '0', '--pages',
+                 str(pages), '--graph', 'behaviors=view+buy',
+                 '--no-progress'])
+    assert code == 0
+    page = (pages / 'ablation-mbcgcn-synthetic.md').read_text()
+    for label in ('mbcgcn/no_transform', 'mbcgcn/target_only',
+                  'mbcgcn/graph:behaviors=view+buy'):
+        assert f'| synthetic | {label} | 1 |' in page
+    assert '## HR@10 by user sparsity' in page
+    rows = [r for r in read_jsonl(pages / 'ablation.jsonl')
+            if r['label'] == 'mbcgcn/graph:behaviors=view+buy']
+    assert rows[0]['transforms'] == ['behaviors=view+buy']
+    assert (pages / 'ablation-mbcgcn-synthetic-sparsity.png').exists()
+    assert main(['ablate', '--config', str(config), '--model', 'mbcgcn',
+                 '--dataset', 'synthetic', '--ablations', 'nope',
+                 '--pages', str(pages)]) == 2
+    assert 'unknown ablations' in capsys.readouterr().err
