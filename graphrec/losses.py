@@ -6,13 +6,15 @@ module depends on torch only, so every layer of the package may import it.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['bpr_loss', 'bce_loss', 'l2_loss', 'info_nce']
+__all__ = ['bpr_loss', 'bce_loss', 'l2_loss', 'info_nce', 'kl_to_uniform',
+           'scenario_repeat_loss']
 
 
 def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
@@ -112,3 +114,51 @@ def info_nce(anchor: Tensor, positive: Tensor, temperature: float = 0.2,
     top = sim.detach().amax(dim=-1, keepdim=True)
     denom = (torch.exp(sim - top) * weight).sum(dim=-1)
     return (top.squeeze(-1) + torch.log(denom) - pos).mean()
+
+
+def kl_to_uniform(prob: Tensor) -> Tensor:
+    r"""KL divergence of assignments to the uniform prior over :math:`K`
+    classes, averaged over samples (MUSENET, Xu et al., WSDM 2023, Eq. 12):
+
+    .. math::
+        \mathcal{D}_{KL} = \frac{1}{N} \sum_{i=1}^{N} \sum_{k=1}^{K}
+            a_{k,i} (\log a_{k,i} + \log K),
+
+    with :math:`0 \log 0 = 0`.
+
+    Args:
+        prob (Tensor): Assignments :obj:`[N, K]`, rows summing to one.
+    """
+    if prob.dim() < 1 or prob.size(-1) < 1:
+        raise ValueError(f"'prob' must have shape [N, K] (got "
+                         f"{list(prob.shape)})")
+    k = prob.size(-1)
+    log = torch.where(prob > 0, prob.clamp_min(1e-30).log(),
+                      torch.zeros_like(prob))
+    return (prob * (log + math.log(k))).sum(-1).mean()
+
+
+def scenario_repeat_loss(repeat_share: Tensor, p_repeat: Tensor,
+                         assignment: Tensor) -> Tensor:
+    r"""MUSENET's auxiliary repeat loss (Eq. 10, as a squared error): the
+    user's share of repeat behaviors :math:`r_i` against the propensity
+    mixed over scenarios,
+
+    .. math::
+        \mathcal{L}_A = \frac{1}{N} \sum_{i=1}^{N}
+            \Big(r_i - \sum_{k=1}^{K} p^k_{r,i}\, a_{k,i}\Big)^2.
+
+    Args:
+        repeat_share (Tensor): :math:`r` :obj:`[N]` in :math:`[0, 1]`.
+        p_repeat (Tensor): Per-scenario repeat probabilities :obj:`[N, K]`.
+        assignment (Tensor): Scenario assignments :obj:`[N, K]`.
+    """
+    if p_repeat.shape != assignment.shape or repeat_share.shape != \
+            p_repeat.shape[:-1]:
+        raise ValueError(f"'repeat_share' [N], 'p_repeat' and 'assignment' "
+                         f"[N, K] must agree (got "
+                         f"{list(repeat_share.shape)}, "
+                         f"{list(p_repeat.shape)}, "
+                         f"{list(assignment.shape)})")
+    mixed = (p_repeat * assignment).sum(-1)
+    return (repeat_share.to(mixed.dtype) - mixed).pow(2).mean()

@@ -8,6 +8,7 @@ from graphrec.models.base import Recommender, mask_pairs_
 from graphrec.models.heuristic import AuxiliaryReranker, ItemPopularity
 from graphrec.models.mf import MF, LightGCN
 from graphrec.models.multi import CRGCN, MBCGCN, NMTR, MultiBehaviorRecommender
+from graphrec.models.plugins import PluginRecommender
 
 #: name -> constructor taking (num_users, num_items, **kwargs).
 MODELS: Dict[str, Callable[..., Recommender]] = {
@@ -19,6 +20,7 @@ MODELS: Dict[str, Callable[..., Recommender]] = {
     'nmtr': NMTR,
     'mbcgcn': MBCGCN,
     'crgcn': CRGCN,
+    'plugins': PluginRecommender,
 }
 
 
@@ -76,4 +78,4 @@ def build_model(name: str, num_users: int, num_items: int,
 __all__ = ['MODELS', 'ABLATIONS', 'register_model', 'build_model',
            'Recommender', 'MF', 'LightGCN', 'ItemPopularity',
            'MultiBehaviorRecommender', 'NMTR', 'MBCGCN', 'CRGCN',
-           'AuxiliaryReranker', 'mask_pairs_']
+           'AuxiliaryReranker', 'PluginRecommender', 'mask_pairs_']

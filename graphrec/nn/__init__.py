@@ -1,10 +1,16 @@
 """Neural building blocks: sparse propagation, encoders, heads."""
+from graphrec.nn.causal import (
+    LatentScenarios,
+    StratifiedBackdoor,
+    check_backdoor,
+)
 from graphrec.nn.contrastive import (
                                      BiasAwareContrastive,
                                      activity_strata,
                                      popularity_strata,
                                      quantile_strata,
 )
+from graphrec.nn.fusion import MoEFusion
 from graphrec.nn.propagation import (
                                      bipartite_propagate,
                                      bipartite_propagate_scatter,
@@ -21,4 +27,6 @@ from graphrec.nn.visited import (
 __all__ = ['bipartite_propagate', 'bipartite_propagate_scatter',
            'item_to_user', 'user_to_item', 'VisitLinks', 'pair_links',
            'visited_share', 'VisitedAwareHead', 'BiasAwareContrastive',
-           'quantile_strata', 'popularity_strata', 'activity_strata']
+           'quantile_strata', 'popularity_strata', 'activity_strata',
+           'MoEFusion', 'StratifiedBackdoor', 'LatentScenarios',
+           'check_backdoor']

@@ -1,0 +1,345 @@
+import pytest
+import torch
+
+from graphrec.data import BehaviorGraph
+from graphrec.data.split import carve_validation
+from graphrec.datasets import make_synthetic
+from graphrec.models import MF, MODELS, LightGCN, build_model
+from graphrec.models.multi import MultiBehaviorRecommender
+from graphrec.models.plugins import (
+    PluginRecommender,
+    item_popularity_strata,
+    user_activity_strata,
+)
+from graphrec.nn.causal import LatentScenarios
+from graphrec.nn.contrastive import BiasAwareContrastive
+from graphrec.train import TrainConfig, Trainer
+
+BEHAVIORS = ('view', 'buy')
+
+
+@pytest.fixture
+def graph(tiny):
+    return BehaviorGraph.from_dataset(tiny)
+
+
+def plain_backbone(name, tiny):
+    u, i = tiny.num_users, tiny.num_items
+    if name == 'mf':
+        return MF(u, i, embedding_dim=8)
+    if name == 'lightgcn':
+        return LightGCN(u, i, embedding_dim=8, num_layers=2, behaviors='all')
+    return MultiBehaviorRecommender(u, i, BEHAVIORS, encoder=name,
+                                    embedding_dim=8, num_layers=2,
+                                    transform='linear')
+
+
+@pytest.mark.parametrize('name', ['mf', 'lightgcn', 'parallel', 'cascade'])
+def test_every_plugin_off_reproduces_the_backbone_exactly(tiny, graph,
+                                                          name):
+    torch.manual_seed(0)
+    plain = plain_backbone(name, tiny)
+    kwargs = {'behaviors': 'all'} if name == 'lightgcn' else (
+        {} if name == 'mf' else {'transform': 'linear'})
+    torch.manual_seed(0)
+    model = PluginRecommender(tiny.num_users, tiny.num_items, BEHAVIORS,
+                              backbone=name, embedding_dim=8,
+                              backbone_kwargs=kwargs)
+    assert model.decomposable == plain.decomposable
+    e1, e2 = plain(graph), model(graph)
+    assert torch.equal(e1['user'], e2['user'])
+    assert torch.equal(e1['item'], e2['item'])
+    users = torch.tensor([0, 2, 1])
+    assert torch.equal(plain.score(e1, users), model.score(e2, users))
+    items = torch.tensor([[1, 3], [0, 2], [2, 2]])
+    assert torch.equal(plain.score(e1, users, items),
+                       model.score(e2, users, items))
+    if hasattr(plain, 'score_behavior'):
+        assert torch.equal(plain.score_behavior(e1, 'view', users),
+                           model.score_behavior(e2, 'view', users))
+    # One training step moves both identically.
+    cfg = TrainConfig(epochs=1, batch_size=2, lr=0.1, progress=False,
+                      behavior_weights=(None if name in ('mf', 'lightgcn')
+                                        else {'view': 0.5, 'buy': 1.0}))
+    loss = []
+    for m in (plain, model):
+        torch.manual_seed(1)
+        trainer = Trainer(m, tiny, cfg)
+        trainer._aux_totals = {}
+        loss.append(trainer.loss(torch.tensor([0, 1]), torch.tensor([1, 2])))
+    assert torch.equal(loss[0], loss[1])
+
+
+def test_stratified_backdoor_at_start_reproduces_the_backbone(tiny, graph):
+    torch.manual_seed(0)
+    plain = MF(tiny.num_users, tiny.num_items, embedding_dim=8)
+    torch.manual_seed(0)
+    model = PluginRecommender(tiny.num_users, tiny.num_items, BEHAVIORS,
+                              embedding_dim=8, backdoor='popularity')
+    model.eval()
+    users = torch.arange(3)
+    assert torch.equal(plain.score(plain(graph), users),
+                       model.score(model(graph), users))
+
+
+def test_strata_repeat_share_and_links_from_the_graph(tiny, graph):
+    # Distinct users per item over view + buy: i0 2 (u0, u2), i1 2 (u0,
+    # u1), i2 1, i3 1; the median 1.5 splits them. Buy pairs hit items
+    # 1, 2, 0 -> strata 1, 0, 1.
+    stratum, prior = item_popularity_strata(graph, 2)
+    assert stratum.tolist() == [1, 1, 0, 0]
+    assert prior.tolist() == pytest.approx([1 / 3, 2 / 3])
+    # Every user has 2 distinct items: one stratum.
+    stratum, prior = user_activity_strata(graph, 2)
+    assert stratum.tolist() == [0, 0, 0]
+    assert prior.tolist() == [1.0, 0.0]
+    # Views per user 2, 2, 1: tertile bounds 5/3 and 2.
+    stratum, prior = user_activity_strata(graph, 3, behaviors='view')
+    assert stratum.tolist() == [1, 1, 0]
+    assert prior.tolist() == pytest.approx([1 / 3, 2 / 3, 0.0])
+    # u0 bought i1 (viewed), u1 bought i2 (viewed), u2 bought i0 (not).
+    model = PluginRecommender(3, 4, BEHAVIORS, embedding_dim=4,
+                              fusion='moe', gate='pair', backdoor='latent')
+    model(graph)
+    assert model._repeat.tolist() == [1.0, 1.0, 0.0]
+    links = model._links
+    assert links.pairs(torch.tensor([0, 0, 2]),
+                       torch.tensor([1, 2, 3])).tolist() == [[1.], [0.],
+                                                             [1.]]
+    assert links.dense(torch.tensor([0, 2]))[..., 0].tolist() == [
+        [1., 1., 0., 0.], [0., 0., 0., 1.]]
+
+
+PLUGINS = [
+    {'fusion': 'moe', 'gate': 'user'},
+    {'fusion': 'moe', 'gate': 'pair'},
+    {'backdoor': 'popularity'},
+    {'backdoor': 'activity', 'backdoor_mean': 'prob'},
+    {'backdoor': 'latent'},
+    {'backdoor': 'latent', 'scenario_assignment': 'hard'},
+    {'fusion': 'moe', 'gate': 'pair', 'backdoor': 'popularity'},
+    {'visited_head': True},
+    {'contrastive': 0.5},
+    {'visited_head': True, 'backdoor': 'latent', 'contrastive': 0.1},
+]
+
+
+def randomize_plugins(model, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for module in (model.fusion, model.backdoor, model.visited):
+            if module is None:
+                continue
+            for p in module.parameters():
+                p.normal_(std=0.3)
+        if isinstance(model.backdoor, LatentScenarios):
+            model.backdoor.prototypes.normal_()
+            model.backdoor.seeded.fill_(True)
+
+
+@pytest.mark.parametrize('backbone', ['mf', 'cascade'])
+@pytest.mark.parametrize('kwargs', PLUGINS)
+def test_all_items_equal_given_items_and_chunking(tiny, graph, backbone,
+                                                  kwargs):
+    torch.manual_seed(0)
+    model = PluginRecommender(3, 4, BEHAVIORS, backbone=backbone,
+                              embedding_dim=4, chunk_size=2, **kwargs)
+    randomize_plugins(model)
+    model.eval()
+    emb = model(graph)
+    users = torch.tensor([0, 1, 2, 0])
+    full = model.score(emb, users)
+    items = torch.tensor([[0, 1, 2, 3]] * 4)
+    assert torch.allclose(full, model.score(emb, users, items), atol=1e-5)
+    assert torch.allclose(full[:, 2], model.score(emb, users, items[:, 2]),
+                          atol=1e-5)
+    model.chunk_size = 256
+    assert torch.allclose(full, model.score(emb, users), atol=1e-6)
+    if 'backdoor' in kwargs and kwargs['backdoor'] != 'latent':
+        # In training mode the pair's own stratum is used, on both paths.
+        model.train()
+        train_full = model.score(emb, users)
+        assert torch.allclose(train_full, model.score(emb, users, items),
+                              atol=1e-5)
+        if kwargs['backdoor'] == 'popularity':  # tiny: 2 strata in use
+            assert not torch.allclose(train_full, full)
+
+
+def test_per_user_gate_full_ranking_equals_per_pair_sum(tiny, graph):
+    torch.manual_seed(0)
+    model = PluginRecommender(3, 4, BEHAVIORS, backbone='parallel',
+                              embedding_dim=4, fusion='moe', gate='user')
+    randomize_plugins(model)
+    assert model.decomposable
+    emb = model(graph)
+    g = model.gate_weights(emb)
+    assert g.shape == (3, 2) and torch.allclose(g.sum(-1), torch.ones(3))
+    full = model.score(emb, torch.arange(3))
+    per = emb['behaviors']
+    w = model.fusion.expert_weight
+    for u in range(3):
+        for i in range(4):
+            expected = sum(g[u, b] * (w[b] @ per[name][0][u]) @ per[name][1][i]
+                           for b, name in enumerate(BEHAVIORS))
+            assert full[u, i].item() == pytest.approx(expected.item(),
+                                                      abs=1e-5)
+
+
+@pytest.mark.parametrize('kwargs', PLUGINS)
+def test_every_parameter_gets_a_gradient_in_one_step(kwargs):
+    data = carve_validation(make_synthetic(num_users=40, num_items=30,
+                                           seed=2), seed=0)
+    torch.manual_seed(0)
+    model = build_model('plugins', data.num_users, data.num_items,
+                        data.behaviors, backbone='cascade', embedding_dim=8,
+                        backbone_kwargs={'transform': 'linear'}, **kwargs)
+    cfg = TrainConfig(epochs=1, batch_size=64, progress=False,
+                      behavior_weights={'view': 0.5, 'cart': 0.5,
+                                        'buy': 1.0})
+    trainer = Trainer(model, data, cfg)
+    trainer._aux_totals = {}
+    pos = trainer.positives[:, :64]
+    if isinstance(model.backdoor, LatentScenarios):
+        # Seed the prototypes first (the first step only seeds them).
+        trainer.loss(pos[0], pos[1])
+        assert bool(model.backdoor.seeded)
+    trainer.loss(pos[0], pos[1]).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    expected = set()
+    if kwargs.get('backdoor') == 'latent':
+        expected |= {'kl', 'repeat'}
+    if kwargs.get('visited_head'):
+        expected.add('visited')
+    if kwargs.get('contrastive'):
+        expected.add('contrastive')
+    assert set(trainer._aux_totals) == expected
+
+
+def test_latent_training_moves_prototypes_and_logs_terms():
+    data = carve_validation(make_synthetic(num_users=40, num_items=30,
+                                           seed=2), seed=0)
+    torch.manual_seed(0)
+    model = PluginRecommender(data.num_users, data.num_items,
+                              data.behaviors, embedding_dim=8,
+                              backdoor='latent')
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.01, progress=False)
+    result = Trainer(model, data, cfg).fit()
+    assert bool(model.backdoor.seeded)
+    assert all(row['aux/kl'] >= 0 and row['aux/repeat'] >= 0
+               for row in result.history)
+    # Prototypes are a buffer: checkpoints carry them.
+    assert 'backdoor.prototypes' in model.state_dict()
+
+
+def test_registered_and_repr(tiny):
+    assert MODELS['plugins'] is PluginRecommender
+    model = build_model('plugins', 3, 4, BEHAVIORS, fusion='moe',
+                        backdoor='latent', embedding_dim=4)
+    assert model.behaviors == BEHAVIORS
+    assert model.extra_repr() == (
+        "num_users=3, num_items=4, backbone='mf', fusion='moe', "
+        "gate='user', backdoor='latent'")
+
+
+def test_plugin_input_errors(tiny, graph):
+    def make(**kwargs):
+        return PluginRecommender(3, 4, kwargs.pop('behaviors', BEHAVIORS),
+                                 embedding_dim=4, **kwargs)
+
+    with pytest.raises(ValueError, match="'behaviors' must be a non-empty"):
+        make(behaviors='buy')
+    with pytest.raises(ValueError, match="'fusion' must be one of"):
+        make(fusion='sum')
+    with pytest.raises(ValueError, match="'backdoor' must be one of"):
+        make(backdoor='front')
+    with pytest.raises(ValueError, match="'chunk_size' must be a positive"):
+        make(chunk_size=0)
+    with pytest.raises(TypeError, match="'visited_head' must be a bool"):
+        make(visited_head=1)
+    with pytest.raises(ValueError, match="'contrastive' must be a non-neg"):
+        make(contrastive=-1.0)
+    with pytest.raises(ValueError, match="both replace the target's base"):
+        make(visited_head=True, fusion='moe')
+    with pytest.raises(ValueError, match="need auxiliary behaviors"):
+        make(behaviors=('buy', ), contrastive=0.1)
+    with pytest.raises(ValueError, match="'backbone' must be a Recommender"):
+        make(backbone='ngcf')
+    with pytest.raises(ValueError, match=r"'backbone_kwargs' \['depth'\]"):
+        make(backbone='mf', backbone_kwargs={'depth': 2})
+    with pytest.raises(ValueError, match="given by name only"):
+        make(backbone=MF(3, 4), backbone_kwargs={'init_std': 1.0})
+    with pytest.raises(ValueError, match="the backbone has 5 users"):
+        make(backbone=MF(5, 4))
+    with pytest.raises(ValueError, match="cannot find the embedding size"):
+        make(backbone=build_model('pop', 3, 4))
+    model = make(backdoor='latent')
+    with pytest.raises(ValueError, match="gate weights need fusion='moe'"):
+        model.gate_weights(model(graph))
+    with pytest.raises(ValueError, match="must hold the target behavior"):
+        model.auxiliary_loss(model(graph), graph, {})
+    other = BehaviorGraph(3, 4, tiny.train, ('buy', 'view'))
+    with pytest.raises(ValueError, match="the graph's behaviors"):
+        model(other)
+    model = make(fusion='moe', gate='pair')
+    with pytest.raises(ValueError, match="the pair gate needs 'item_index'"):
+        model.gate_weights(model(graph))
+    g = model.gate_weights(model(graph), torch.tensor([0, 1]),
+                           torch.tensor([[0, 1], [2, 3]]))
+    assert g.shape == (2, 2, 2)
+
+
+def test_given_backbone_instance_is_wrapped(tiny, graph):
+    torch.manual_seed(0)
+    backbone = LightGCN(3, 4, embedding_dim=4, num_layers=1)
+    model = PluginRecommender(3, 4, BEHAVIORS, backbone=backbone,
+                              backdoor='activity')
+    assert model.backbone is backbone and model.embedding_dim == 4
+    assert model.backbone_name == 'LightGCN'
+    assert model(graph)['user'].shape == (3, 4)
+
+
+def test_contrastive_term_is_the_bias_aware_infonce_of_behavior_views(
+        tiny, graph):
+    torch.manual_seed(0)
+    model = PluginRecommender(3, 4, BEHAVIORS, backbone='parallel',
+                              embedding_dim=4, contrastive=0.5,
+                              num_strata=3)
+    emb = model(graph)
+    user = torch.tensor([2, 0, 2])
+    batch = {'buy': (user, torch.tensor([0, 1, 0]),
+                     torch.tensor([[3], [2], [1]]))}
+    terms = model.auxiliary_loss(emb, graph, batch)
+    assert set(terms) == {'contrastive'}
+    # Distinct users 0 and 2; every user has 2 distinct items over
+    # view + buy, so both sit in activity stratum 0.
+    strata, _ = user_activity_strata(graph, 3)
+    assert strata.tolist() == [0, 0, 0]
+    uniq = torch.tensor([0, 2])
+    views = {b: emb['behaviors'][b][0][uniq] for b in BEHAVIORS}
+    expected = BiasAwareContrastive(weight=0.5)(views, strata[uniq])
+    assert terms['contrastive'].item() == pytest.approx(expected.item())
+    # Scores are untouched: the plain parallel model's.
+    assert model.decomposable
+    torch.manual_seed(0)
+    plain = MultiBehaviorRecommender(3, 4, BEHAVIORS, encoder='parallel',
+                                     embedding_dim=4)
+    assert torch.equal(plain.score(plain(graph), uniq),
+                       model.score(emb, uniq))
+
+
+def test_visited_head_scores_visited_pairs_in_repeat_mode(tiny, graph):
+    torch.manual_seed(0)
+    model = PluginRecommender(3, 4, BEHAVIORS, embedding_dim=4,
+                              visited_head=True)
+    assert not model.decomposable
+    model.eval()
+    emb = model(graph)
+    head = model.visited
+    users, items = torch.tensor([0, 0]), torch.tensor([1, 2])
+    # u0 viewed i1 (repeat mode) but not i2 (explore mode).
+    p = head.components(emb['user'][users], emb['item'][items],
+                        torch.tensor([[1.0], [0.0]]))
+    assert p['visited'].tolist() == [True, False]
+    prob = torch.sigmoid(model.score(emb, users, items))
+    assert torch.allclose(prob, p['prob'], atol=1e-6)
