@@ -32,7 +32,9 @@ def _pick_one_per_user(users: Tensor, order_key: Tensor) -> Tensor:
 
 
 def carve_validation(dataset: MultiBehaviorDataset, seed: int = 0,
-                     by: str = 'auto') -> MultiBehaviorDataset:
+                     by: str = 'auto',
+                     drop_auxiliary: Optional[bool] = None
+                     ) -> MultiBehaviorDataset:
     r"""Moves one train target interaction of every user with at least two
     into a validation split.
 
@@ -40,14 +42,24 @@ def carve_validation(dataset: MultiBehaviorDataset, seed: int = 0,
     target behavior has timestamps (and :obj:`by` is :obj:`'auto'` or
     :obj:`'time'`), else one drawn at random with :obj:`seed`. Users with a
     single train target interaction keep it, so that no user loses all
-    training signal. Only the target behavior changes; the moved pairs stay
-    in the auxiliary behaviors, as they would at serving time.
+    training signal. By default only the target behavior changes; the moved
+    pairs stay in the auxiliary behaviors, as they would at serving time.
+
+    Validation must look like test. Where the test pairs were removed from
+    the users' auxiliary behaviors too (retailrocket's release: no test item
+    was viewed or carted in train), so must the validation pairs be, or
+    validation would reward re-ranking the user's history, which the test
+    never does: :obj:`drop_auxiliary` does that.
 
     Args:
         dataset (MultiBehaviorDataset): Data without a validation split.
         seed (int): Seed of the random choice. (default: :obj:`0`)
         by (str): :obj:`'auto'`, :obj:`'time'` or :obj:`'random'`.
             (default: :obj:`'auto'`)
+        drop_auxiliary (bool, optional): Also remove each validation pair
+            from every auxiliary behavior. (default: :obj:`None`, what
+            :obj:`dataset.info['test_unvisited']` says, which the public
+            dataset registry sets from the release's documentation)
 
     Returns:
         MultiBehaviorDataset: A copy with :obj:`valid` set and
@@ -83,11 +95,24 @@ def carve_validation(dataset: MultiBehaviorDataset, seed: int = 0,
     timestamps = dict(dataset.timestamps)
     if times is not None:
         timestamps[target] = times[keep]
+    if drop_auxiliary is None:
+        drop_auxiliary = bool(dataset.info.get('test_unvisited', False))
+    dropped = 0
+    if drop_auxiliary:
+        held = pair_keys(edges[:, chosen], dataset.num_items)
+        for b in dataset.auxiliary:
+            out = torch.isin(pair_keys(train[b], dataset.num_items), held)
+            dropped += int(out.sum())
+            train[b] = train[b][:, ~out]
+            if timestamps.get(b) is not None:
+                timestamps[b] = timestamps[b][~out]
     info = dict(dataset.info)
     split = dict(info.get('split') or {})
     split['valid'] = {'rule': rule + ' of every user with at least two',
                       'seed': None if use_time else int(seed),
                       'pairs': int(chosen.numel())}
+    if drop_auxiliary:
+        split['valid']['auxiliary_removed'] = dropped
     info['split'] = split
     return dataset.replace(train=train, valid=edges[:, chosen].clone(),
                            timestamps=timestamps, info=info)

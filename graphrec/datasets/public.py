@@ -41,6 +41,11 @@ class PublicDataset:
             ``behaviors``, ``train`` counts per behavior and ``test`` count.
         derivation (str): How the folder was derived from the release files.
             (default: ``''``)
+        test_unvisited (bool): The release removed every test pair from the
+            user's train behaviors (no test item was viewed or carted in
+            train), so a validation split should do the same to look like
+            test (see :func:`~graphrec.data.carve_validation`).
+            (default: :obj:`False`)
     """
     name: str
     description: str
@@ -50,6 +55,7 @@ class PublicDataset:
     license_note: str
     stats: Dict[str, Any]
     derivation: str = ''
+    test_unvisited: bool = False
 
     def fetch_instructions(self) -> str:
         r"""Says where the release is and where to put its folder.
@@ -177,6 +183,7 @@ RETAILROCKET = PublicDataset(
         'by SSLRec; a unix time on every train interaction and one held-out '
         'purchase per user.'),
     release_url='https://github.com/HKUDS/SSLRec',
+    test_unvisited=True,
     files={
         'meta.json':
             'f68aefa11b0f81b7b5b6b8676cac4651d3aaff72bc65cf2e12b7417878301657',
@@ -311,6 +318,7 @@ def load_dataset(name_or_path: Union[str, Path],
         if verify:
             spec.check_files(folder)
         spec.check_stats(dataset)
+        dataset.info['test_unvisited'] = spec.test_unvisited
         return dataset
     path = Path(key)
     if path.is_dir():

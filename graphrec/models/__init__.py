@@ -5,6 +5,7 @@ import inspect
 from typing import Any, Callable, Dict
 
 from graphrec.models.base import Recommender, mask_pairs_
+from graphrec.models.full import FULL_ABLATIONS, CausalCascade
 from graphrec.models.heuristic import AuxiliaryReranker, ItemPopularity
 from graphrec.models.mf import MF, LightGCN
 from graphrec.models.multi import CRGCN, MBCGCN, NMTR, MultiBehaviorRecommender
@@ -21,6 +22,7 @@ MODELS: Dict[str, Callable[..., Recommender]] = {
     'mbcgcn': MBCGCN,
     'crgcn': CRGCN,
     'plugins': PluginRecommender,
+    'causal_cascade': CausalCascade,
 }
 
 
@@ -30,6 +32,7 @@ ABLATIONS: Dict[str, Dict[str, Dict[str, Any]]] = {
     'mbcgcn': {'no_transform': {'transform': 'none'},
                'target_only': {'aggregate': 'target'}},
     'crgcn': {'no_residual': {'residual': False}},
+    'causal_cascade': FULL_ABLATIONS,
 }
 
 
@@ -59,8 +62,10 @@ def build_model(name: str, num_users: int, num_items: int,
     constructor = MODELS[name]
     params = inspect.signature(constructor).parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        params = {**params, **inspect.signature(
-            MultiBehaviorRecommender).parameters}
+        # A composition passes its other arguments on to the class it builds.
+        target = getattr(constructor, 'passes_kwargs_to',
+                         MultiBehaviorRecommender)
+        params = {**params, **inspect.signature(target).parameters}
     unknown = [k for k in kwargs if k not in params]
     if unknown:
         allowed = [p for p in params if p not in ('num_users', 'num_items')]
@@ -78,4 +83,5 @@ def build_model(name: str, num_users: int, num_items: int,
 __all__ = ['MODELS', 'ABLATIONS', 'register_model', 'build_model',
            'Recommender', 'MF', 'LightGCN', 'ItemPopularity',
            'MultiBehaviorRecommender', 'NMTR', 'MBCGCN', 'CRGCN',
-           'AuxiliaryReranker', 'PluginRecommender', 'mask_pairs_']
+           'AuxiliaryReranker', 'PluginRecommender', 'CausalCascade',
+           'mask_pairs_']

@@ -127,10 +127,14 @@ class PluginRecommender(Recommender):
        gated mixture of per-behavior experts
        (:class:`~graphrec.nn.fusion.MoEFusion`, :obj:`gate='user'` or
        :obj:`'pair'`; the pair gate sees which auxiliary behaviors link the
-       pair), or with :obj:`visited_head=True` MUSENET's repeat / explore
+       pair). With :obj:`visited_head=True`, MUSENET's repeat / explore
        mixture on :math:`p_u, q_i` and the pair's links
        (:class:`~graphrec.nn.visited.VisitedAwareHead`, its repeat-intent
-       loss weighted by :obj:`beta`);
+       loss weighted by :obj:`beta`) scores the target; when MoE fusion or
+       cascaded heads give a base score, it is added to both of the head's
+       mode scores. A backbone with NMTR's cascaded heads keeps its chained
+       target logit (with its item biases) in every case, the fusion score
+       adding to it;
     2. :obj:`backdoor='popularity'` / :obj:`'activity'`: a stratum term,
        trained with the pair's own item popularity / user activity stratum
        and summed over strata with the prior :math:`P(c)` for prediction
@@ -172,7 +176,9 @@ class PluginRecommender(Recommender):
         backbone_kwargs (Dict[str, Any], optional): Further arguments of a
             named backbone, e.g. :obj:`{'behaviors': 'all'}` for LightGCN or
             :obj:`{'transform': 'linear'}` for the cascade.
-        fusion (str, optional): :obj:`None` or :obj:`'moe'`.
+        fusion (str, optional): :obj:`None`, :obj:`'moe'`, or
+            :obj:`'mean'` (the same experts under a fixed uniform gate: the
+            ablation of the routing).
         gate (str): MoE gate, :obj:`'user'` or :obj:`'pair'`.
             (default: :obj:`'user'`)
         backdoor (str, optional): :obj:`None`, :obj:`'popularity'`,
@@ -209,7 +215,7 @@ class PluginRecommender(Recommender):
     """
     needs_behaviors = True
     backbones = ('mf', 'lightgcn', 'parallel', 'cascade')
-    fusions = (None, 'moe')
+    fusions = (None, 'moe', 'mean')
     backdoors = (None, 'popularity', 'activity', 'latent')
 
     def __init__(self, num_users: int, num_items: int,
@@ -244,9 +250,6 @@ class PluginRecommender(Recommender):
         if not isinstance(contrastive, (int, float)) or contrastive < 0:
             raise ValueError(f"'contrastive' must be a non-negative weight "
                              f"(got {contrastive!r})")
-        if visited_head and fusion is not None:
-            raise ValueError("'visited_head' and fusion='moe' both replace "
-                             "the target's base score; choose one")
         if (visited_head or contrastive) and len(behaviors) < 2:
             raise ValueError(f"'visited_head' and 'contrastive' need "
                              f"auxiliary behaviors (got {behaviors!r})")
@@ -265,10 +268,16 @@ class PluginRecommender(Recommender):
         self.strata_behaviors = strata_behaviors
         self.fusion = self.backdoor = self.visited = self.contrastive = None
         self.num_strata, self.beta = num_strata, float(beta)
-        if fusion == 'moe':
+        if fusion in ('moe', 'mean'):
             self.fusion = MoEFusion(self.behaviors, dim, gate,
                                     len(self.auxiliary) if gate == 'pair'
                                     else 0)
+            if fusion == 'mean':
+                # The gate stays at its uniform start: a plain mean of the
+                # experts (the ablation of the routing).
+                for name, param in self.fusion.named_parameters():
+                    if name.startswith('gate_'):
+                        param.requires_grad_(False)
         if backdoor in ('popularity', 'activity'):
             side = 'item' if backdoor == 'popularity' else 'user'
             self.backdoor = StratifiedBackdoor(
@@ -380,6 +389,21 @@ class PluginRecommender(Recommender):
                                            self.visited, self.contrastive))
 
     @property
+    def _cascaded(self) -> bool:
+        # Whether the backbone scores behaviors with NMTR's cascaded heads.
+        return getattr(self.backbone, 'head', None) is not None
+
+    @property
+    def _keeps_backbone_score(self) -> bool:
+        # The backbone's own target logit is part of the target score
+        # unless MoE fusion or the visited head replaces it; with cascaded
+        # heads it always is (the chained logits and item biases), and the
+        # fusion and visited scores add to it.
+        if self._cascaded:
+            return True
+        return self.fusion is None and self.visited is None
+
+    @property
     def _rescored(self) -> bool:
         # Whether the target's logits differ from the backbone's.
         return any(m is not None for m in (self.fusion, self.backdoor,
@@ -424,6 +448,7 @@ class PluginRecommender(Recommender):
             u = user_index.unsqueeze(-1)
         u = u.expand_as(item_index)
         p, q = emb['user'][u], emb['item'][item_index]
+        base = None
         if self.fusion is not None:
             per = self._per_behavior(emb)
             users = torch.stack([per[b][0][u] for b in self.behaviors], -2)
@@ -432,12 +457,13 @@ class PluginRecommender(Recommender):
             links = (self._links.pairs(u, item_index)
                      if self.fusion.gate == 'pair' else None)
             base = self.fusion(users, items, p, q, links)
-        elif self.visited is not None:
+        if self._keeps_backbone_score:
+            score = self._backbone_score(emb, self.target, user_index,
+                                         item_index)
+            base = score if base is None else base + score
+        if self.visited is not None:
             base = self.visited(emb['user'][user_index], q,
-                                self._links.pairs(u, item_index))
-        else:
-            base = self._backbone_score(emb, self.target, user_index,
-                                        item_index)
+                                self._links.pairs(u, item_index), base)
         return self._adjust_pairs(base, p, q, u, item_index)
 
     def _adjust_pairs(self, base: Tensor, p: Tensor, q: Tensor, u: Tensor,
@@ -460,6 +486,7 @@ class PluginRecommender(Recommender):
 
     def _score_all_chunk(self, emb: Dict, user_index: Tensor) -> Tensor:
         p, q = emb['user'][user_index], emb['item']
+        base = None
         if self.fusion is not None:
             per = self._per_behavior(emb)
             users = torch.stack([per[b][0][user_index]
@@ -468,10 +495,12 @@ class PluginRecommender(Recommender):
             links = (self._links.sparse(user_index)
                      if self.fusion.gate == 'pair' else None)
             base = self.fusion.score_all(users, items, p, q, links)
-        elif self.visited is not None:
-            base = self.visited.score_all(p, q, self._links.dense(user_index))
-        else:
-            base = self._backbone_score(emb, self.target, user_index, None)
+        if self._keeps_backbone_score:
+            score = self._backbone_score(emb, self.target, user_index, None)
+            base = score if base is None else base + score
+        if self.visited is not None:
+            base = self.visited.score_all(p, q, self._links.dense(user_index),
+                                          base)
         bd = self.backdoor
         if bd is None:
             return base

@@ -408,7 +408,8 @@ class VisitedAwareHead(torch.nn.Module):
         explore = dot(self.explore_weight) + self.explore_bias
         return intent, repeat, explore, links.amax(dim=-1) > 0
 
-    def forward(self, user: Tensor, item: Tensor, links: Tensor) -> Tensor:
+    def forward(self, user: Tensor, item: Tensor, links: Tensor,
+                base: Optional[Tensor] = None) -> Tensor:
         r"""The logit of :math:`P(y_{ui} = 1)` for given pairs.
 
         Args:
@@ -416,11 +417,17 @@ class VisitedAwareHead(torch.nn.Module):
             item (Tensor): Item vectors :obj:`[B, D]` or :obj:`[B, K, D]`.
             links (Tensor): Link indicators :obj:`[B, A]` or
                 :obj:`[B, K, A]` (0/1; visited when any is positive).
+            base (Tensor, optional): A score of the same pairs from another
+                module (e.g. a fused or cascaded logit), added to both
+                :math:`s^r` and :math:`s^e`. (default: :obj:`None`)
 
         Returns:
             Logits :obj:`[B]` or :obj:`[B, K]`.
         """
-        return mixture_logit(*self._scores(user, item, links))
+        intent, repeat, explore, visited = self._scores(user, item, links)
+        if base is not None:
+            repeat, explore = repeat + base, explore + base
+        return mixture_logit(intent, repeat, explore, visited)
 
     def components(self, user: Tensor, item: Tensor, links: Tensor
                    ) -> Dict[str, Tensor]:
@@ -437,7 +444,8 @@ class VisitedAwareHead(torch.nn.Module):
         return {'repeat': p_r, 'explore': 1 - p_r, 'given_repeat': p_yr,
                 'given_explore': p_ye, 'visited': visited, 'prob': prob}
 
-    def score_all(self, user: Tensor, item: Tensor, links: Tensor) -> Tensor:
+    def score_all(self, user: Tensor, item: Tensor, links: Tensor,
+                  base: Optional[Tensor] = None) -> Tensor:
         r"""The logits of every user against every item, equal to
         :meth:`forward` on each pair, by two matrix products plus
         elementwise work.
@@ -447,6 +455,8 @@ class VisitedAwareHead(torch.nn.Module):
             item (Tensor): All item vectors :obj:`[I, D]`.
             links (Tensor): Dense link indicators :obj:`[B, I, A]`
                 (:meth:`VisitLinks.dense`).
+            base (Tensor, optional): Scores :obj:`[B, I]` added to both mode
+                scores, as in :meth:`forward`. (default: :obj:`None`)
 
         Returns:
             Logits :obj:`[B, I]`.
@@ -463,6 +473,8 @@ class VisitedAwareHead(torch.nn.Module):
         repeat = repeat.squeeze(-1)
         explore = torch.addmm(self.explore_bias, user * self.explore_weight,
                               item.t())
+        if base is not None:
+            repeat, explore = repeat + base, explore + base
         visited = links.amax(dim=-1) > 0
         intent = self.intent_logit(user).unsqueeze(-1)
         return mixture_logit(intent, repeat, explore, visited)

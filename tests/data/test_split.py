@@ -68,3 +68,33 @@ def test_temporal_split_cuts_globally():
                                                 'buy': times}))
     with pytest.raises(ValueError, match="'test_fraction'"):
         temporal_split(data, test_fraction=1.5)
+
+
+def test_carve_validation_can_mirror_an_unvisited_test(tiny):
+    # tiny: view u0-i0, u0-i1, u1-i1, u1-i2, u2-i3; buy u0-i1, u1-i2, u2-i0.
+    # Give u0 a second purchase so that one is carved: u0 buys i0 too.
+    data = tiny.replace(train={'view': tiny.train['view'],
+                               'buy': torch.tensor([[0, 1, 2, 0],
+                                                    [1, 2, 0, 0]])})
+    kept = carve_validation(data, seed=0)
+    assert kept.valid.size(1) == 1
+    assert torch.equal(kept.train['view'], data.train['view'])
+    assert 'auxiliary_removed' not in kept.info['split']['valid']
+    mirrored = carve_validation(data, seed=0, drop_auxiliary=True)
+    assert torch.equal(mirrored.valid, kept.valid)
+    u, i = mirrored.valid[:, 0].tolist()
+    assert (u, i) in {(0, 0), (0, 1)}  # both were viewed by u0
+    view = set(map(tuple, mirrored.train['view'].t().tolist()))
+    assert view == set(map(tuple, data.train['view'].t().tolist())) - {
+        (u, i)}
+    assert mirrored.info['split']['valid']['auxiliary_removed'] == 1
+    # The default follows what the dataset declares about its test.
+    data.info['test_unvisited'] = True
+    auto = carve_validation(data, seed=0)
+    assert torch.equal(auto.train['view'], mirrored.train['view'])
+
+
+def test_registry_declares_retailrocket_test_unvisited():
+    from graphrec.datasets.public import PUBLIC_DATASETS
+    assert PUBLIC_DATASETS['retailrocket'].test_unvisited
+    assert not PUBLIC_DATASETS['tmall'].test_unvisited

@@ -121,6 +121,8 @@ PLUGINS = [
     {'visited_head': True},
     {'contrastive': 0.5},
     {'visited_head': True, 'backdoor': 'latent', 'contrastive': 0.1},
+    {'fusion': 'moe', 'gate': 'pair', 'visited_head': True},
+    {'fusion': 'mean', 'visited_head': True, 'backdoor': 'popularity'},
 ]
 
 
@@ -205,6 +207,9 @@ def test_every_parameter_gets_a_gradient_in_one_step(kwargs):
         assert bool(model.backdoor.seeded)
     trainer.loss(pos[0], pos[1]).backward()
     for name, p in model.named_parameters():
+        if not p.requires_grad:  # the frozen uniform gate of 'mean'
+            assert kwargs.get('fusion') == 'mean' and '.gate_' in name
+            continue
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     expected = set()
     if kwargs.get('backdoor') == 'latent':
@@ -259,8 +264,6 @@ def test_plugin_input_errors(tiny, graph):
         make(visited_head=1)
     with pytest.raises(ValueError, match="'contrastive' must be a non-neg"):
         make(contrastive=-1.0)
-    with pytest.raises(ValueError, match="both replace the target's base"):
-        make(visited_head=True, fusion='moe')
     with pytest.raises(ValueError, match="need auxiliary behaviors"):
         make(behaviors=('buy', ), contrastive=0.1)
     with pytest.raises(ValueError, match="'backbone' must be a Recommender"):
@@ -343,3 +346,59 @@ def test_visited_head_scores_visited_pairs_in_repeat_mode(tiny, graph):
     assert p['visited'].tolist() == [True, False]
     prob = torch.sigmoid(model.score(emb, users, items))
     assert torch.allclose(prob, p['prob'], atol=1e-6)
+
+
+def test_visited_head_adds_the_fusion_and_cascade_scores(tiny, graph):
+    # With MoE fusion and a backbone with NMTR's cascaded heads, the target
+    # logit is the visited mixture with base = fusion + cascade logit added
+    # to both mode scores.
+    torch.manual_seed(0)
+    model = PluginRecommender(3, 4, BEHAVIORS, backbone='cascade',
+                              embedding_dim=4, fusion='moe',
+                              visited_head=True,
+                              backbone_kwargs={'head': 'cascaded'})
+    randomize_plugins(model)
+    model.eval()
+    emb = model(graph)
+    users = torch.tensor([0, 1, 2])
+    full = model.score(emb, users)
+    per = emb['behaviors']
+    moe = model.fusion.score_all(
+        torch.stack([per[b][0][users] for b in BEHAVIORS], -2),
+        torch.stack([per[b][1] for b in BEHAVIORS], -2), emb['user'][users],
+        emb['item'], None)
+    cascade = model.backbone.score_behavior(emb, 'buy', users)
+    links = model._links.dense(users)
+    expected = model.visited.score_all(emb['user'][users], emb['item'],
+                                       links, moe + cascade)
+    assert torch.allclose(full, expected, atol=1e-6)
+    # The head's own formula with that base, on one visited and one new
+    # pair by hand: u0 viewed i0, not i3.
+    parts = model.visited.components(emb['user'][:1], emb['item'][[0, 3]]
+                                     .unsqueeze(0), links[:1, [0, 3]])
+    p_r = parts['repeat'][0, 0]
+    base = (moe + cascade)[0, [0, 3]]
+    h = model.visited
+    p, q = emb['user'][0], emb['item'][[0, 3]]
+    s_r = (p * h.repeat_weight) @ q[0] + h.link_weights(p[None])[0] @ \
+        links[0, 0] + h.repeat_bias + base[0]
+    s_e = (p * h.explore_weight) @ q[1] + h.explore_bias + base[1]
+    prob = torch.stack([p_r * torch.sigmoid(s_r),
+                        (1 - p_r) * torch.sigmoid(s_e)])
+    assert torch.allclose(torch.sigmoid(full[0, [0, 3]]), prob, atol=1e-6)
+
+
+def test_mean_fusion_keeps_a_uniform_gate(tiny):
+    data = carve_validation(make_synthetic(num_users=40, num_items=30,
+                                           seed=2), seed=0)
+    torch.manual_seed(0)
+    model = PluginRecommender(data.num_users, data.num_items,
+                              data.behaviors, backbone='parallel',
+                              embedding_dim=8, fusion='mean')
+    Trainer(model, data, TrainConfig(epochs=2, batch_size=64, lr=0.05,
+                                     progress=False)).fit()
+    emb = model(BehaviorGraph.from_dataset(data))
+    g = model.gate_weights(emb)
+    assert torch.allclose(g, torch.full_like(g, 1 / 3))
+    # The experts themselves did train.
+    assert not torch.allclose(model.fusion.expert_weight[0], torch.eye(8))
