@@ -114,8 +114,7 @@ def test_unknown_name_and_file(tmp_path):
     path = tmp_path / 'events.csv'
     path.write_text('user,item,behavior\n')
     with pytest.raises(ValueError, match='is a file, not a dataset folder; '
-                       r'read an event log with graphrec\.data\.io\.'
-                       r'read_event_log'):
+                       r'an event log needs its behaviors in cascade order'):
         load_dataset(path)
 
 
