@@ -23,15 +23,7 @@ from pathlib import Path
 import torch
 from published import published_table
 
-from graphrec.bench import (
-    load_config,
-    plot_bars,
-    plot_curves,
-    run_grid,
-    significance,
-    significance_table,
-    write_page,
-)
+from graphrec.bench import bench_page, load_config, run_grid
 from graphrec.cli import load_data
 from graphrec.train.records import read_jsonl
 
@@ -92,12 +84,6 @@ def main(argv=None):
     command = (f'python benchmarks/run.py --config benchmarks/configs/'
                f'{path.name} --dataset {args.dataset} --seeds '
                f'{" ".join(map(str, args.seeds))}')
-    pages = Path(args.pages)
-    stem = f'{path.stem}-{dataset.name}'
-    bars, curves = pages / f'{stem}-bars.png', pages / f'{stem}-curves.png'
-    plot_bars(rows, ['hr@10', 'ndcg@10', 'unvisited/hr@10', 'avg_pop@10'],
-              bars, f'{path.stem} on {dataset.name}')
-    plot_curves(rows, curves, title=f'validation curves, {dataset.name}')
     tuned_note = (f'Hyperparameters chosen on validation by '
                   f'`benchmarks/tune.py` ({tuned.name}).' if tuned else
                   'Hyperparameters: the config file as written.')
@@ -107,15 +93,8 @@ def main(argv=None):
              'train purchases of the recommended items; `tail_share@10`: '
              'share of recommendations outside the 20% most bought items.',
              '', published_table(dataset.name)]
-    sections = ['## Paired significance', '',
-                'Sign-flip permutation test on per-user test metrics '
-                '(averaged over seeds) against the strongest baseline by '
-                'mean HR@10; runs recorded before per-user files existed '
-                'are left out.', '', significance_table(significance(rows)),
-                '']
-    out = pages / f'{stem}.md'
-    write_page(out, f'{path.stem} on {dataset.name}', command, rows,
-               notes=notes, images=[bars, curves], extra_sections=sections)
+    out = bench_page(rows, args.pages, f'{path.stem}-{dataset.name}',
+                     f'{path.stem} on {dataset.name}', command, notes=notes)
     print(f'wrote {out}', file=sys.stderr)
 
 

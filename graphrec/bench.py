@@ -31,7 +31,8 @@ import torch
 from graphrec.report import complete, markdown_table, mean_std
 
 __all__ = ['RunSpec', 'load_config', 'run_grid', 'significance',
-           'ablation_specs', 'plot_bars', 'plot_curves', 'plot_groups']
+           'ablation_specs', 'plot_bars', 'plot_curves', 'plot_groups',
+           'bench_page']
 
 #: Metrics of benchmark tables.
 METRICS = ['hr@10', 'ndcg@10', 'recall@20', 'mrr', 'visited/hr@10',
@@ -381,3 +382,28 @@ def write_page(path, title: str, command: str, rows: Sequence[dict],
     text += [f'![{Path(i).stem}]({Path(i).name})' for i in images]
     text += ['', '## Provenance', '', provenance(rows), '']
     atomic_write_bytes(path, '\n'.join(text).encode())
+
+
+def bench_page(rows: Sequence[dict], pages, stem: str, title: str,
+               command: str, notes: Sequence[str] = (),
+               against: Optional[str] = None) -> Path:
+    r"""Writes ``<pages>/<stem>.md`` with bar and curve plots beside it: the
+    mean ± std table, :obj:`notes`, and paired significance against
+    :obj:`against` or the strongest baseline. Returns the page's path.
+    """
+    pages = Path(pages)
+    bars, curves = pages / f'{stem}-bars.png', pages / f'{stem}-curves.png'
+    plot_bars(rows, ['hr@10', 'ndcg@10', 'unvisited/hr@10', 'avg_pop@10'],
+              bars, title)
+    plot_curves(rows, curves, title=f'validation curves: {title}')
+    sections = ['## Paired significance', '',
+                'Sign-flip permutation test on per-user test metrics '
+                '(averaged over seeds) against ' +
+                (f'`{against}`' if against else
+                 'the strongest baseline by mean HR@10') +
+                '; runs without per-user files are left out.', '',
+                significance_table(significance(rows, against=against)), '']
+    path = pages / f'{stem}.md'
+    write_page(path, title, command, rows, notes=notes,
+               images=[bars, curves], extra_sections=sections)
+    return path

@@ -334,15 +334,7 @@ def cmd_bench(args) -> int:
     against the strongest baseline, bar and training-curve plots, per
     dataset. Complete runs already in the results file are not run again.
     """
-    from graphrec.bench import (
-        load_config,
-        plot_bars,
-        plot_curves,
-        run_grid,
-        significance,
-        significance_table,
-        write_page,
-    )
+    from graphrec.bench import bench_page, load_config, run_grid
     if args.threads:
         torch.set_num_threads(args.threads)
     config_path = Path(args.config)
@@ -366,22 +358,10 @@ def cmd_bench(args) -> int:
                         config_file=config_path.name)
         dataset = rows[0]['dataset'] if rows else Path(name).name
         stem = f'{config_path.stem}-{dataset}'
-        bars, curves = pages / f'{stem}-bars.png', pages / f'{stem}-curves.png'
-        plot_bars(rows, ['hr@10', 'ndcg@10', 'unvisited/hr@10',
-                         'avg_pop@10'], bars, f'{config_path.stem} on '
-                  f'{dataset}')
-        plot_curves(rows, curves, title=f'validation curves, {dataset}')
-        sig = significance(rows, against=args.against)
         notes = [f'Hyperparameters: chosen on validation ({tuned.name}).'
                  if tuned else 'Hyperparameters: as in the config file.', '']
-        write_page(pages / f'{stem}.md', f'{config_path.stem} on {dataset}',
-                   command, rows, notes=notes, images=[bars, curves],
-                   extra_sections=[
-                       '## Paired significance', '',
-                       'Sign-flip permutation test on per-user test metrics '
-                       '(averaged over seeds), against the strongest '
-                       'baseline by mean HR@10 unless --against names one.',
-                       '', significance_table(sig), ''])
+        bench_page(rows, pages, stem, f'{config_path.stem} on {dataset}',
+                   command, notes=notes, against=args.against)
         print(f'wrote {pages / (stem + ".md")}')
     return 0
 
