@@ -169,7 +169,19 @@ def cmd_train(args) -> int:
     On ``SIGINT``/``SIGTERM`` it appends an ``"interrupted"`` row, prints
     the command that resumes the run and returns :math:`128 +` the signal
     number, as a shell reports a process ended by that signal.
+
+    Started by ``torchrun`` (``WORLD_SIZE`` above 1), every process trains a
+    replica on its shard of each batch (gloo on CPU, NCCL with
+    ``--device cuda``); rank 0 writes the row, checkpoints and ``model.pt``
+    (see :mod:`graphrec.train.distributed`).
     """
+    from graphrec.train.distributed import distributed
+    with distributed(args.device):
+        return _train(args)
+
+
+def _train(args) -> int:
+    from graphrec.train.distributed import is_main_process
     from graphrec.train.experiment import run_experiment
     from graphrec.train.records import atomic_torch_save
     from graphrec.train.trainer import TrainingInterrupted
@@ -181,6 +193,8 @@ def cmd_train(args) -> int:
                              out_dir=str(out), results=args.results,
                              resume=args.resume, return_model=True)
     except TrainingInterrupted as e:
+        if not is_main_process():
+            return e.exit_code
         print(f'\n{e}', file=sys.stderr)
         if args.results:
             print(f'an "interrupted" row was appended to {args.results}',
@@ -190,6 +204,8 @@ def cmd_train(args) -> int:
                   file=sys.stderr)
         return e.exit_code
     model = row.pop('_model')
+    if not is_main_process():
+        return 0
     atomic_torch_save({'model': args.model, 'model_kwargs': kwargs,
                        'dataset': args.dataset,
                        'behaviors': args.behaviors, 'columns': args.columns,

@@ -1,5 +1,6 @@
 """Losses, the trainer, experiments and result records."""
 from graphrec.losses import bce_loss, bpr_loss, l2_loss
+from graphrec.train.distributed import DistributedTrainer
 from graphrec.train.experiment import run_experiment, seed_everything
 from graphrec.train.records import (
     CheckpointError,
@@ -16,7 +17,8 @@ from graphrec.train.trainer import (
     TrainResult,
 )
 
-__all__ = ['TrainConfig', 'Trainer', 'TrainResult', 'TrainingInterrupted',
+__all__ = ['TrainConfig', 'Trainer', 'DistributedTrainer', 'TrainResult',
+           'TrainingInterrupted',
            'run_experiment', 'seed_everything', 'bpr_loss', 'bce_loss',
            'l2_loss', 'deterministic_mode', 'signals_as_interrupts',
            'atomic_torch_save', 'load_checkpoint', 'lock_run_dir',

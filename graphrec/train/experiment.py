@@ -13,6 +13,11 @@ import torch
 from graphrec.data.dataset import MultiBehaviorDataset
 from graphrec.eval import Evaluator
 from graphrec.models import build_model
+from graphrec.train.distributed import (
+    is_main_process,
+    make_trainer,
+    world_size,
+)
 from graphrec.train.records import append_jsonl, atomic_torch_save, run_row
 from graphrec.train.runtime import (
     deterministic_mode,
@@ -21,7 +26,6 @@ from graphrec.train.runtime import (
 )
 from graphrec.train.trainer import (
     TrainConfig,
-    Trainer,
     TrainingInterrupted,
     TrainResult,
 )
@@ -75,8 +79,9 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     seed_everything(config.seed)
     net = build_model(model, dataset.num_users, dataset.num_items,
                       dataset.behaviors, **model_kwargs)
-    trainer = Trainer(net, dataset, config, out_dir=out_dir,
-                      evaluator=evaluator)
+    trainer = make_trainer(net, dataset, config, out_dir=out_dir,
+                           evaluator=evaluator)
+    main = is_main_process()
     common = dict(
         dataset=dataset.name, checksum=dataset.checksum,
         split=dataset.info.get('split'), model=model,
@@ -92,9 +97,12 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
                                       evaluator, fit, out_dir, resume)
             train_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
+            # In multi-process training the replicas are identical: rank 0
+            # tests, the others return a row without test metrics.
             test = evaluator.evaluate(net.score_fn(trainer.graph), dataset,
                                       split='test',
-                                      per_user=per_user is not None)
+                                      per_user=per_user is not None) \
+                if main else {}
             eval_seconds = time.perf_counter() - t0
         except KeyboardInterrupt as e:
             if not isinstance(e, TrainingInterrupted):  # during the test
@@ -104,7 +112,7 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
                     fit if fit is not None else TrainResult(),
                     last if last is not None
                     and last.exists() else None)
-            if results:
+            if results and main:
                 append_jsonl(results, run_row(
                     **common, status='interrupted', signal=e.signal_name,
                     checkpoint=None if e.checkpoint is None
@@ -113,7 +121,7 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
                     epochs_run=e.result.epochs_run, valid=e.result.best_valid,
                     epoch_seconds=_mean(e.result.epoch_seconds), **extra))
             raise e from None
-    if per_user is not None:
+    if per_user is not None and main:
         atomic_torch_save(test.pop('per_user'), per_user)
         extra['per_user_file'] = str(per_user)
     curve = [[h['epoch'], h.get('loss'), h.get(config.metric)]
@@ -127,7 +135,9 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
         train_seconds=train_seconds, eval_seconds=eval_seconds,
         metrics={k: v for k, v in test.items()
                  if isinstance(v, (int, float))}, **extra)
-    if results:
+    if world_size() > 1:
+        row['world_size'] = world_size()
+    if results and main:
         append_jsonl(results, row)
     if return_model:
         row['_model'] = net
@@ -168,9 +178,9 @@ def _refit(model, dataset, model_kwargs, config, evaluator, fit, out_dir,
     seed_everything(config.seed)
     net = build_model(model, merged.num_users, merged.num_items,
                       merged.behaviors, **model_kwargs)
-    trainer = Trainer(net, merged, cfg,
-                      out_dir=None if out_dir is None else
-                      str(Path(out_dir) / 'refit'), evaluator=evaluator)
+    trainer = make_trainer(net, merged, cfg,
+                           out_dir=None if out_dir is None else
+                           str(Path(out_dir) / 'refit'), evaluator=evaluator)
     trainer.fit(resume=resume)
     return net, trainer
 

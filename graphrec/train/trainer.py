@@ -218,6 +218,10 @@ class Trainer:
             resume) and ``best.pt``. (default: :obj:`None`, nothing written)
         evaluator (Evaluator, optional): Validation evaluator.
     """
+    #: Whether this process writes checkpoints and holds the run folder's
+    #: lock (in multi-process training, only rank 0 does).
+    writes_files: bool = True
+
     def __init__(self, model: Recommender, dataset: MultiBehaviorDataset,
                  config: Optional[TrainConfig] = None,
                  out_dir: Optional[str] = None,
@@ -263,22 +267,15 @@ class Trainer:
             return self.model.score_behavior(emb, behavior, user, item)
         return self.model.score(emb, user, item)
 
-    def loss(self, user: Tensor, pos: Tensor) -> Tensor:
-        r"""The weighted per-behavior loss plus L2 on one batch of target
-        pairs :obj:`(user, pos)`; override for other objectives.
-
-        A model with an ``auxiliary_loss(emb, graph, batch)`` method (the
-        objectives of plug-ins: contrastive terms, KL to a prior, an ELBO)
-        adds the terms it returns, a dict of named, already weighted scalar
-        tensors; :obj:`batch` maps each trained behavior to its
-        :obj:`(user [B], pos [B], neg [B, K])` of this step. The mean of
-        each term over the epoch is recorded in the history as
-        ``aux/<name>``.
+    def sample(self, user: Tensor, pos: Tensor) -> Dict[str, tuple]:
+        r"""The pairs and negatives of one step: for each trained behavior
+        :obj:`(user [B], pos [B], neg [B, K])`, the target's being the batch
+        :obj:`(user, pos)` and every other weighted behavior's as many random
+        train pairs. All randomness comes from the trainer's generator.
         """
         cfg, target = self.config, self.dataset.target
-        emb = self.model(self.graph)
-        loss, users, items, batch = 0.0, [], [], {}
-        for b, weight in self.weights.items():
+        batch = {}
+        for b in self.weights:
             if b == target:
                 u, p = user, pos
             else:
@@ -289,6 +286,17 @@ class Trainer:
                         edges[1, idx].to(self.device))
             n = self.samplers[b].sample(u, cfg.num_negatives,
                                         generator=self.generator)
+            batch[b] = (u, p, n)
+        return batch
+
+    def batch_loss(self, batch: Dict[str, tuple]) -> Tensor:
+        r"""The weighted per-behavior loss plus L2 (and the model's
+        auxiliary terms) of a batch from :meth:`sample`.
+        """
+        cfg = self.config
+        emb = self.model(self.graph)
+        loss, users, items = 0.0, [], []
+        for b, (u, p, n) in batch.items():
             pos_score = self._score(emb, b, u, p)
             neg_score = self._score(emb, b, u, n)
             if cfg.loss == 'bpr':
@@ -298,14 +306,13 @@ class Trainer:
                 labels = torch.cat([torch.ones_like(pos_score),
                                     torch.zeros_like(neg_score.reshape(-1))])
                 term = bce_loss(scores, labels)
-            loss = loss + weight * term
+            loss = loss + self.weights[b] * term
             users.append(u)
             items += [p, n.reshape(-1)]
-            batch[b] = (u, p, n)
         if cfg.weight_decay > 0:
+            size = next(iter(batch.values()))[0].numel()
             reg = l2_loss(self.model.regularization(torch.cat(users),
-                                                    torch.cat(items)),
-                          user.numel())
+                                                    torch.cat(items)), size)
             loss = loss + cfg.weight_decay * reg
         aux = getattr(self.model, 'auxiliary_loss', None)
         if aux is not None:
@@ -315,6 +322,38 @@ class Trainer:
                                           float(term.detach()))
                 loss = loss + term
         return loss
+
+    def loss(self, user: Tensor, pos: Tensor) -> Tensor:
+        r"""The weighted per-behavior loss plus L2 on one batch of target
+        pairs :obj:`(user, pos)`: :meth:`batch_loss` of :meth:`sample`;
+        override for other objectives.
+
+        A model with an ``auxiliary_loss(emb, graph, batch)`` method (the
+        objectives of plug-ins: contrastive terms, KL to a prior, an ELBO)
+        adds the terms it returns, a dict of named, already weighted scalar
+        tensors; :obj:`batch` maps each trained behavior to its
+        :obj:`(user [B], pos [B], neg [B, K])` of this step. The mean of
+        each term over the epoch is recorded in the history as
+        ``aux/<name>``.
+        """
+        return self.batch_loss(self.sample(user, pos))
+
+    def step(self, user: Tensor, pos: Tensor, batch_index: int = 0) -> float:
+        r"""One optimizer step on the batch :obj:`(user, pos)`; returns its
+        loss.
+
+        Raises :class:`FloatingPointError` if the loss is not finite.
+        """
+        loss = self.loss(user, pos)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f'training loss became {float(loss)} at batch {batch_index}'
+                f'; the last good checkpoint is kept. Try a lower '
+                f"'lr' (now {self.config.lr})")
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
 
     def train_epoch(self) -> float:
         r"""One pass over the shuffled train target pairs; returns the mean
@@ -330,16 +369,7 @@ class Trainer:
         for start in range(0, num, self.config.batch_size):
             idx = perm[start:start + self.config.batch_size]
             user, pos = self.positives[0, idx], self.positives[1, idx]
-            loss = self.loss(user, pos)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f'training loss became {float(loss)} at batch {batches}'
-                    f'; the last good checkpoint is kept. Try a lower '
-                    f"'lr' (now {self.config.lr})")
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            total += loss.item()
+            total += self.step(user, pos, batches)
             batches += 1
         self.aux_history = {f'aux/{k}': v / max(batches, 1)
                             for k, v in self._aux_totals.items()}
@@ -421,7 +451,8 @@ class Trainer:
         """
         with contextlib.ExitStack() as stack:
             stack.enter_context(deterministic_mode(self.config.deterministic))
-            if self.out_dir is not None and self.optimizer is not None:
+            if (self.out_dir is not None and self.optimizer is not None
+                    and self.writes_files):
                 stack.enter_context(lock_run_dir(self.out_dir))
                 for tmp in self.out_dir.glob('.*.pt.*.tmp'):
                     # Left by a killed atomic write; we hold the lock.
@@ -482,7 +513,7 @@ class Trainer:
                             best_state = {k: v.detach().clone() for k, v in
                                           self.model.state_dict().items()}
                             bad = 0
-                            if self.out_dir:
+                            if self.out_dir and self.writes_files:
                                 atomic_torch_save({'model': best_state,
                                                    'epoch': epoch,
                                                    'valid': value},
@@ -502,7 +533,7 @@ class Trainer:
                 if bad >= cfg.patience and epoch >= cfg.min_epochs:
                     result.stopped_early = True
                 snapshot = dataclasses.asdict(result)
-                if last is not None:
+                if last is not None and self.writes_files:
                     atomic_torch_save(self._state(epoch, snapshot,
                                                   best_state, bad), last)
                     saved = True
