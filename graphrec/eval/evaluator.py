@@ -16,7 +16,8 @@ from torch import Tensor
 from graphrec.data.dataset import MultiBehaviorDataset, pair_keys
 from graphrec.eval.metrics import _check_ks, ranking_metrics
 
-__all__ = ['evaluate_ranking', 'MaskingPolicy', 'Evaluator']
+__all__ = ['evaluate_ranking', 'MaskingPolicy', 'Evaluator',
+           'auto_chunk_size']
 
 ScoreFn = Callable[[Tensor], Tensor]
 
@@ -29,6 +30,55 @@ _BLOCK_ELEMENTS = 1 << 20
 def _check_positive_int(name: str, value) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"'{name}' must be a positive int (got {value!r})")
+    return value
+
+
+#: Default :obj:`memory_budget` of ``chunk_size='auto'``: 256 MiB.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+#: Bytes per (user, item) score that ``chunk_size='auto'`` provisions: the
+#: float32 scores of a chunk and one temporary of the same size (a masked
+#: copy, or a model's intermediate product).
+BYTES_PER_SCORE = 8
+
+
+def auto_chunk_size(num_items: int,
+                    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                    bytes_per_score: int = BYTES_PER_SCORE) -> int:
+    r"""The number of users whose full score rows fit in
+    :obj:`memory_budget` bytes,
+
+    .. math::
+        B = \max\left(1, \left\lfloor \frac{\text{memory\_budget}}
+            {I \cdot \text{bytes\_per\_score}} \right\rfloor\right),
+
+    the chunk size of ``chunk_size='auto'`` in :func:`evaluate_ranking`.
+    One user is scored at a time when even one row exceeds the budget.
+
+    Args:
+        num_items (int): Number of items :math:`I`.
+        memory_budget (int): Bytes for one chunk's scores and temporaries.
+            (default: :obj:`256 * 2**20`)
+        bytes_per_score (int): Bytes provisioned per score.
+            (default: :obj:`8`, float32 scores and one same-sized
+            temporary)
+
+    Example:
+        >>> auto_chunk_size(10_000, memory_budget=80_000_000)
+        1000
+    """
+    num_items = _check_positive_int('num_items', num_items)
+    memory_budget = _check_positive_int('memory_budget', memory_budget)
+    bytes_per_score = _check_positive_int('bytes_per_score', bytes_per_score)
+    return max(1, memory_budget // (num_items * bytes_per_score))
+
+
+def _check_chunk_size(value) -> Union[int, str]:
+    if value == 'auto':
+        return value
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"'chunk_size' must be a positive int or 'auto' "
+                         f"(got {value!r})")
     return value
 
 
@@ -158,10 +208,11 @@ def evaluate_ranking(
     mask_index: Optional[Tensor] = None,
     visited_index: Optional[Tensor] = None,
     item_popularity: Optional[Tensor] = None,
-    chunk_size: int = 1024,
+    chunk_size: Union[int, str] = 1024,
     tail_fraction: float = 0.8,
     user_index: Optional[Tensor] = None,
     per_user: bool = False,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> Dict[str, Any]:
     r"""Full-ranking evaluation of held-out (user, item) pairs.
 
@@ -204,8 +255,11 @@ def evaluate_ranking(
     :math:`\lfloor (1 - \text{tail\_fraction}) I \rfloor` most popular items
     (popularity ties by lower item index), the tail all others.
 
-    Users are processed in chunks of :obj:`chunk_size`; ranks are exact
-    integer counts and all averaging happens once at the end, so results are
+    Users are processed in chunks of :obj:`chunk_size` (with
+    :obj:`'auto'`, as many as :func:`auto_chunk_size` fits in
+    :obj:`memory_budget` bytes, so that the memory of the score blocks is
+    bounded whatever the number of users); ranks are exact integer counts
+    and all averaging happens once at the end, so results are
     bit-identical for every chunk size. The masked entries of a chunk are
     set to :obj:`-inf` in place and restored afterwards, so :obj:`score_fn`
     may return a view of a stored tensor (non-contiguous, integer or
@@ -226,7 +280,9 @@ def evaluate_ranking(
             in an auxiliary behavior. (default: :obj:`None`, no split)
         item_popularity (Tensor, optional): Popularity per item :obj:`[I]`,
             e.g. train interaction counts. (default: :obj:`None`)
-        chunk_size (int): Users scored at once. (default: :obj:`1024`)
+        chunk_size (int or str): Users scored at once, or :obj:`'auto'`
+            for the most that fit in :obj:`memory_budget`.
+            (default: :obj:`1024`)
         tail_fraction (float): Fraction of items in the tail.
             (default: :obj:`0.8`, head = the 20% most popular items)
         user_index (Tensor, optional): Evaluate only these users (those of
@@ -236,6 +292,9 @@ def evaluate_ranking(
             :obj:`'user'` :obj:`[N]` (ascending) and each ranking metric per
             user as a float64 tensor :obj:`[N]`, for paired significance
             tests and user groups. (default: :obj:`False`)
+        memory_budget (int): Bytes for one chunk's scores with
+            :obj:`chunk_size='auto'` (see :func:`auto_chunk_size`).
+            (default: :obj:`256 * 2**20`)
 
     Returns:
         A dict of floats (the metrics above, NaN where undefined) with
@@ -254,7 +313,9 @@ def evaluate_ranking(
                         f"{type(score_fn).__name__})")
     num_items = _check_positive_int('num_items', num_items)
     ks = _check_ks(ks)
-    chunk_size = _check_positive_int('chunk_size', chunk_size)
+    chunk_size = _check_chunk_size(chunk_size)
+    if chunk_size == 'auto':
+        chunk_size = auto_chunk_size(num_items, memory_budget)
     tail_fraction = _check_tail_fraction(tail_fraction)
     truth_index = _check_pairs('truth_index', truth_index, num_items)
     device = truth_index.device
@@ -527,9 +588,12 @@ class Evaluator:
         ks (Sequence[int]): Cut-offs. (default: :obj:`(10, 20)`)
         masking (MaskingPolicy): What to mask.
             (default: :obj:`MaskingPolicy()`, train target + validation)
-        chunk_size (int): Users scored at once. (default: :obj:`1024`)
+        chunk_size (int or str): Users scored at once, or :obj:`'auto'`
+            (see :func:`auto_chunk_size`). (default: :obj:`1024`)
         tail_fraction (float): Fraction of items in the popularity tail.
             (default: :obj:`0.8`)
+        memory_budget (int): Bytes for one chunk's scores with
+            :obj:`chunk_size='auto'`. (default: :obj:`256 * 2**20`)
 
     Example:
         .. code-block:: python
@@ -541,14 +605,18 @@ class Evaluator:
     """
     def __init__(self, ks: Sequence[int] = (10, 20),
                  masking: Optional[MaskingPolicy] = None,
-                 chunk_size: int = 1024, tail_fraction: float = 0.8):
+                 chunk_size: Union[int, str] = 1024,
+                 tail_fraction: float = 0.8,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET):
         self.ks = _check_ks(ks)
         masking = MaskingPolicy() if masking is None else masking
         if not isinstance(masking, MaskingPolicy):
             raise ValueError(f"'masking' must be a MaskingPolicy "
                              f"(got {type(masking).__name__})")
         self.masking = masking
-        self.chunk_size = _check_positive_int('chunk_size', chunk_size)
+        self.chunk_size = _check_chunk_size(chunk_size)
+        self.memory_budget = _check_positive_int('memory_budget',
+                                                 memory_budget)
         self.tail_fraction = _check_tail_fraction(tail_fraction)
 
     def mask_index(self, dataset: MultiBehaviorDataset,
@@ -610,12 +678,16 @@ class Evaluator:
             mask_index=self.mask_index(dataset, split),
             visited_index=visited, item_popularity=popularity,
             chunk_size=self.chunk_size, tail_fraction=self.tail_fraction,
-            user_index=user_index, per_user=per_user)
+            user_index=user_index, per_user=per_user,
+            memory_budget=self.memory_budget)
         result['split'] = split
         result['masking'] = self.masking.describe(
             dataset.target, split, dataset.valid is not None)
         return result
 
     def __repr__(self) -> str:
+        budget = (f', memory_budget={self.memory_budget}'
+                  if self.chunk_size == 'auto' else '')
         return (f'{self.__class__.__name__}(ks={self.ks}, masking='
-                f'{self.masking.describe()!r}, chunk_size={self.chunk_size})')
+                f'{self.masking.describe()!r}, chunk_size={self.chunk_size!r}'
+                f'{budget})')

@@ -13,7 +13,12 @@ from torch_geometric.metrics import (
 )
 
 from graphrec.data import MultiBehaviorDataset
-from graphrec.eval import Evaluator, MaskingPolicy, evaluate_ranking
+from graphrec.eval import (
+    Evaluator,
+    MaskingPolicy,
+    auto_chunk_size,
+    evaluate_ranking,
+)
 from graphrec.testing import DEVICES
 
 L = torch.tensor
@@ -251,6 +256,51 @@ def test_identical_for_any_chunk_size(device):
     assert results[0] == results[1] == results[2]
 
 
+@pytest.mark.parametrize('device', DEVICES)
+def test_identical_for_any_memory_budget(device):
+    scores, truth, mask, visited, pop = random_data(6, num_users=50)
+    scores[::4] = scores[::4].round()
+    scores = scores.to(device)
+    seen = []
+
+    def fn(user):
+        seen.append(user.numel())
+        return scores[user]
+
+    def run(**kwargs):
+        seen.clear()
+        return evaluate_ranking(fn, truth.to(device), 30, ks=(1, 5),
+                                mask_index=mask.to(device),
+                                visited_index=visited.to(device),
+                                item_popularity=pop.to(device), **kwargs)
+
+    reference = run(chunk_size=3)
+    users = reference['users']
+    # 30 items x 8 bytes = 240 bytes per user row.
+    for budget, rows in ((1, 1), (240 * 7 + 239, 7), (10**9, users)):
+        assert run(chunk_size='auto', memory_budget=budget) == reference
+        assert max(seen) == rows and sum(seen) == users
+
+
+def test_auto_chunk_size():
+    assert auto_chunk_size(1000, memory_budget=8000) == 1
+    assert auto_chunk_size(1000, memory_budget=7999) == 1
+    assert auto_chunk_size(1000, memory_budget=80_000) == 10
+    assert auto_chunk_size(1000, 80_000, bytes_per_score=4) == 20
+    assert auto_chunk_size(11953) == 256 * 2**20 // (11953 * 8)
+    with pytest.raises(ValueError, match="'memory_budget' must be a "
+                       "positive int \\(got 0\\)"):
+        auto_chunk_size(10, memory_budget=0)
+    with pytest.raises(ValueError, match="'chunk_size' must be a positive "
+                       "int or 'auto' \\(got 'big'\\)"):
+        Evaluator(chunk_size='big')
+    with pytest.raises(ValueError, match="'memory_budget' must be a "
+                       "positive int \\(got 1.5\\)"):
+        Evaluator(chunk_size='auto', memory_budget=1.5)
+    assert repr(Evaluator(chunk_size='auto', memory_budget=1024)).endswith(
+        "chunk_size='auto', memory_budget=1024)")
+
+
 def test_independent_of_pair_order_and_duplicates():
     scores, truth, mask, visited, pop = random_data(7)
     kwargs = dict(ks=(1, 5), mask_index=mask, visited_index=visited,
@@ -400,7 +450,7 @@ def test_evaluate_ranking_errors():
                            "sequence of positive ints"):
             run(ks=ks)
     with pytest.raises(ValueError, match="'chunk_size' must be a positive "
-                       "int \\(got 0\\)"):
+                       "int or 'auto' \\(got 0\\)"):
         run(chunk_size=0)
     with pytest.raises(ValueError, match="'tail_fraction' must be a float "
                        "in \\[0, 1\\] \\(got 1.5\\)"):
@@ -546,7 +596,7 @@ def test_evaluator_and_policy_errors(dataset):
                        " of positive ints \\(got \\(0, 5\\)\\)"):
         Evaluator(ks=(0, 5))
     with pytest.raises(ValueError, match="'chunk_size' must be a positive "
-                       "int \\(got -1\\)"):
+                       "int or 'auto' \\(got -1\\)"):
         Evaluator(chunk_size=-1)
     with pytest.raises(ValueError, match="'tail_fraction' must be a float "
                        "in \\[0, 1\\] \\(got -0.1\\)"):
