@@ -1,7 +1,7 @@
 """Matrix factorisation and LightGCN on sparse propagation."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -9,6 +9,7 @@ from torch import Tensor
 from graphrec.data.graph import BehaviorGraph
 from graphrec.models.base import Recommender
 from graphrec.nn.propagation import bipartite_propagate
+from graphrec.nn.weights import build_edge_weights
 
 
 class MF(Recommender):
@@ -93,12 +94,20 @@ class LightGCN(MF):
             (default: :obj:`None`, uniform :math:`1/(L+1)`)
         init_std (float): Std of the normal initialisation.
             (default: :obj:`0.1`)
+        edge_weights (str, optional): :obj:`'caged'`: learned aggregation
+            weights on the propagated edge set
+            (:class:`~graphrec.nn.weights.CAGED`), trained through
+            :meth:`auxiliary_loss` and refreshed in :meth:`on_validation`;
+            :obj:`None`: :math:`1/\sqrt{d_u d_i}`. (default: :obj:`None`)
+        edge_weight_kwargs (Dict[str, Any], optional): Arguments of the
+            estimator, e.g. :obj:`{'renormalize': True}`.
     """
     def __init__(self, num_users: int, num_items: int,
                  embedding_dim: int = 64, num_layers: int = 3,
                  behaviors: Union[str, Sequence[str]] = 'target',
                  alpha: Optional[Sequence[float]] = None,
-                 init_std: float = 0.1):
+                 init_std: float = 0.1, edge_weights: Optional[str] = None,
+                 edge_weight_kwargs: Optional[Dict[str, Any]] = None):
         if not isinstance(num_layers, int) or num_layers < 0:
             raise ValueError(f"'num_layers' must be a non-negative int "
                              f"(got {num_layers!r})")
@@ -113,13 +122,37 @@ class LightGCN(MF):
                           tuple(behaviors))
         self.register_buffer('alpha', torch.tensor(alpha,
                                                    dtype=torch.float))
+        # The estimator's one edge set: the propagated behaviors.
+        self.edge_key = (self.behaviors if isinstance(self.behaviors, str)
+                         else '+'.join(self.behaviors))
+        self.edge_weights = build_edge_weights(
+            edge_weights, [self.edge_key], embedding_dim, edge_weight_kwargs)
+        if self.edge_weights is not None:
+            self.edge_weights.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Re-draws both embedding tables and resets the aggregation-weight
+        estimator, if any.
+        """
+        super().reset_parameters()
+        if getattr(self, 'edge_weights', None) is not None:
+            self.edge_weights.reset_parameters()
+
+    def adjacency(self, graph: BehaviorGraph):
+        r"""The adjacency LightGCN propagates on, with the learned weights
+        as values when the estimator is on.
+        """
+        adj = graph.adjacency(self.behaviors)
+        if self.edge_weights is None:
+            return adj
+        return self.edge_weights.adjacency(self.edge_key, adj)
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
         r"""Propagates :math:`L` times on the behaviors' graph and returns the
         :math:`\alpha`-weighted sum of the layers, :obj:`'user'` :obj:`[U, D]`
         and :obj:`'item'` :obj:`[I, D]`.
         """
-        adj = graph.adjacency(self.behaviors)
+        adj = self.adjacency(graph)
         x_user = self.user_embedding.weight
         x_item = self.item_embedding.weight
         out_user, out_item = x_user * self.alpha[0], x_item * self.alpha[0]
@@ -128,6 +161,32 @@ class LightGCN(MF):
             out_user = out_user + x_user * self.alpha[layer + 1]
             out_item = out_item + x_item * self.alpha[layer + 1]
         return {'user': out_user, 'item': out_item}
+
+    def auxiliary_loss(self, emb: Dict[str, Tensor], graph: BehaviorGraph,
+                       batch: Optional[Dict] = None) -> Dict[str, Tensor]:
+        r"""Trainer hook: with :obj:`edge_weights='caged'`, the CVAEs'
+        negative ELBO on the detached embeddings under :obj:`'caged'`;
+        otherwise empty.
+        """
+        if self.edge_weights is None:
+            return {}
+        pair = (emb['user'], emb['item'])
+        return {'caged': self.edge_weights.loss(
+            {self.edge_key: pair},
+            {self.edge_key: graph.adjacency(self.behaviors)})}
+
+    def on_validation(self, graph: BehaviorGraph, improved: bool) -> None:
+        r"""Trainer hook: refreshes the learned aggregation weights after
+        a validation run, as the estimator's schedule says (by default when
+        the validation metric improved).
+        """
+        est = self.edge_weights
+        if est is None or not est.should_refresh(improved):
+            return
+        with torch.no_grad():
+            emb = self(graph)
+        est.refresh({self.edge_key: (emb['user'], emb['item'])},
+                    {self.edge_key: graph.adjacency(self.behaviors)})
 
     def extra_repr(self) -> str:
         r"""Adds the number of layers and the behaviors to the repr."""

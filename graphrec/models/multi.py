@@ -1,7 +1,7 @@
 """Multi-behavior recommenders composed from an encoder and heads."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -79,6 +79,12 @@ class MultiBehaviorRecommender(Recommender):
         unit (str): Interaction unit of cascaded heads.
             (default: :obj:`'gmf'`)
         hidden_dim (int): MLP width of MLP units. (default: :obj:`64`)
+        edge_weights (str, optional): :obj:`'caged'`: learned aggregation
+            weights per behavior (:class:`~graphrec.nn.weights.CAGED`,
+            graph encoders only), trained through :meth:`auxiliary_loss`
+            and refreshed in :meth:`on_validation`. (default: :obj:`None`)
+        edge_weight_kwargs (Dict[str, Any], optional): Arguments of the
+            estimator, e.g. :obj:`{'renormalize': True, 'eps': 0.2}`.
     """
     needs_behaviors = True
     encoders = ('shared', 'parallel', 'cascade')
@@ -92,8 +98,15 @@ class MultiBehaviorRecommender(Recommender):
                  residual: bool = False,
                  dag_edges: Optional[Sequence[Tuple[str, str]]] = None,
                  aggregate: str = 'target', head: str = 'dot',
-                 unit: str = 'gmf', hidden_dim: int = 64):
+                 unit: str = 'gmf', hidden_dim: int = 64,
+                 edge_weights: Optional[str] = None,
+                 edge_weight_kwargs: Optional[Dict[str, Any]] = None):
         super().__init__(num_users, num_items)
+        if encoder == 'shared' and (edge_weights is not None
+                                    or edge_weight_kwargs):
+            raise ValueError(f"'edge_weights' needs a graph encoder "
+                             f"('parallel' or 'cascade', got "
+                             f"encoder={encoder!r})")
         for arg, value, choices in (('encoder', encoder, self.encoders),
                                     ('aggregate', aggregate,
                                      self.aggregates), ('head', head,
@@ -112,15 +125,18 @@ class MultiBehaviorRecommender(Recommender):
             self.encoder = SharedEmbedding(num_users, num_items, behaviors,
                                            embedding_dim)
         elif encoder == 'parallel':
-            self.encoder = ParallelEncoder(num_users, num_items, behaviors,
-                                           embedding_dim, num_layers,
-                                           combine)
+            self.encoder = ParallelEncoder(
+                num_users, num_items, behaviors, embedding_dim, num_layers,
+                combine, edge_weights=edge_weights,
+                edge_weight_kwargs=edge_weight_kwargs)
         else:
             dag = None if dag_edges is None else behavior_dag(
                 behaviors, [tuple(e) for e in dag_edges])
-            self.encoder = CascadeEncoder(num_users, num_items, behaviors,
-                                          embedding_dim, num_layers, combine,
-                                          transform, residual, dag)
+            self.encoder = CascadeEncoder(
+                num_users, num_items, behaviors, embedding_dim, num_layers,
+                combine, transform, residual, dag,
+                edge_weights=edge_weights,
+                edge_weight_kwargs=edge_weight_kwargs)
         self.head = None
         if head == 'cascaded':
             self.head = CascadedHeads(behaviors, num_items, embedding_dim,
@@ -183,6 +199,35 @@ class MultiBehaviorRecommender(Recommender):
                        item_index: Tensor) -> List[Tensor]:
         r"""The encoder's ego embeddings of the batch's users and items."""
         return self.encoder.regularization(user_index, item_index)
+
+    @property
+    def edge_weights(self):
+        r"""The encoder's aggregation-weight estimator, or :obj:`None`."""
+        return getattr(self.encoder, 'edge_weights', None)
+
+    def auxiliary_loss(self, emb: Dict, graph: BehaviorGraph,
+                       batch: Optional[Dict] = None) -> Dict[str, Tensor]:
+        r"""Trainer hook: with :obj:`edge_weights='caged'`, the negative
+        ELBO of the per-behavior CVAEs on the detached per-behavior
+        embeddings under :obj:`'caged'`; otherwise empty.
+        """
+        est = self.edge_weights
+        if est is None:
+            return {}
+        return {'caged': est.loss(
+            emb['behaviors'], {b: graph.adjacency(b) for b in est.keys})}
+
+    def on_validation(self, graph: BehaviorGraph, improved: bool) -> None:
+        r"""Trainer hook: refreshes the learned aggregation weights after
+        a validation run, as the estimator's schedule says (by default when
+        the validation metric improved).
+        """
+        est = self.edge_weights
+        if est is None or not est.should_refresh(improved):
+            return
+        with torch.no_grad():
+            per = self.encoder(graph)
+        est.refresh(per, {b: graph.adjacency(b) for b in est.keys})
 
     def extra_repr(self) -> str:
         r"""Adds the behaviors, aggregation and head to the base

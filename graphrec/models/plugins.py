@@ -531,18 +531,21 @@ class PluginRecommender(Recommender):
           share;
         - contrastive: :obj:`'contrastive'` over the batch's distinct users,
           auxiliary views against the target view, negatives weighted by
-          activity stratum.
+          activity stratum;
+        - the backbone's own terms first (e.g. :obj:`'caged'`, the CVAEs'
+          negative ELBO of learned aggregation weights).
         """
+        own = getattr(self.backbone, 'auxiliary_loss', None)
+        terms = dict(own(emb, graph, batch)) if own is not None else {}
         latent = isinstance(self.backdoor, LatentScenarios)
         if not (latent or self.visited is not None
                 or self.contrastive is not None):
-            return {}
+            return terms
         if self.target not in batch:
             raise ValueError(f"'batch' must hold the target behavior "
                              f"{self.target!r} (got {sorted(batch)})")
         self._prepare(graph)
         user, pos, neg = batch[self.target]
-        terms = {}
         if latent:
             users = torch.cat([user, user.unsqueeze(-1).expand_as(neg)
                                .reshape(-1)])
@@ -561,6 +564,14 @@ class PluginRecommender(Recommender):
             terms['contrastive'] = self.contrastive(
                 views, self._activity.to(uniq.device)[uniq])
         return terms
+
+    def on_validation(self, graph: BehaviorGraph, improved: bool) -> None:
+        r"""Trainer hook, passed on to the backbone (e.g. the refresh of
+        learned aggregation weights, :obj:`edge_weights='caged'`).
+        """
+        hook = getattr(self.backbone, 'on_validation', None)
+        if hook is not None:
+            hook(graph, improved=improved)
 
     def gate_weights(self, emb: Dict, user_index: Optional[Tensor] = None,
                      item_index: Optional[Tensor] = None) -> Tensor:

@@ -1,7 +1,7 @@
 """Multi-behavior graph encoders: per-behavior user and item embeddings."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import networkx as nx
 import torch
@@ -9,6 +9,7 @@ from torch import Tensor
 
 from graphrec.data.graph import BehaviorGraph
 from graphrec.nn.propagation import bipartite_propagate
+from graphrec.nn.weights import build_edge_weights
 
 Pair = Tuple[Tensor, Tensor]
 
@@ -113,7 +114,9 @@ class LightStack(torch.nn.Module):
 class _BaseEncoder(torch.nn.Module):
     def __init__(self, num_users: int, num_items: int,
                  behaviors: Sequence[str], embedding_dim: int,
-                 num_layers: int, combine: str, init_std: float):
+                 num_layers: int, combine: str, init_std: float,
+                 edge_weights: Optional[str] = None,
+                 edge_weight_kwargs: Optional[Dict[str, Any]] = None):
         super().__init__()
         if not behaviors:
             raise ValueError("'behaviors' must name at least one behavior")
@@ -125,15 +128,25 @@ class _BaseEncoder(torch.nn.Module):
         self.item_embedding = torch.nn.Embedding(num_items, embedding_dim)
         self.convs = torch.nn.ModuleDict(
             {b: LightStack(num_layers, combine) for b in self.behaviors})
-        #: Optional per-behavior edge weights, set by a weight estimator.
-        self.edge_weight: Dict[str, Tensor] = {}
+        #: Optional learned aggregation weights per behavior
+        #: (:class:`~graphrec.nn.weights.CAGED`), :obj:`None` when off.
+        self.edge_weights = build_edge_weights(
+            edge_weights, self.behaviors, embedding_dim, edge_weight_kwargs)
 
     def reset_parameters(self) -> None:
         torch.nn.init.normal_(self.user_embedding.weight, std=self.init_std)
         torch.nn.init.normal_(self.item_embedding.weight, std=self.init_std)
+        if self.edge_weights is not None:
+            self.edge_weights.reset_parameters()
 
     def adjacency(self, graph: BehaviorGraph, behavior: str):
-        return graph.adjacency(behavior)
+        r"""The adjacency behavior :obj:`behavior` propagates on: the
+        graph's, with the learned weights as values when an estimator is on.
+        """
+        adj = graph.adjacency(behavior)
+        if self.edge_weights is None:
+            return adj
+        return self.edge_weights.adjacency(behavior, adj)
 
     def regularization(self, user_index: Tensor,
                        item_index: Tensor) -> List[Tensor]:
@@ -154,13 +167,21 @@ class ParallelEncoder(_BaseEncoder):
         combine (str): Layer combination. (default: :obj:`'mean'`)
         init_std (float): Std of the initial embeddings.
             (default: :obj:`0.1`)
+        edge_weights (str, optional): :obj:`'caged'` for learned
+            aggregation weights per behavior
+            (:class:`~graphrec.nn.weights.CAGED`), :obj:`None` for
+            :math:`1/\sqrt{d_u d_i}`. (default: :obj:`None`)
+        edge_weight_kwargs (Dict[str, Any], optional): Arguments of the
+            estimator, e.g. :obj:`{'renormalize': True}`.
     """
     def __init__(self, num_users: int, num_items: int,
                  behaviors: Sequence[str], embedding_dim: int = 64,
                  num_layers: int = 2, combine: str = 'mean',
-                 init_std: float = 0.1):
+                 init_std: float = 0.1, edge_weights: Optional[str] = None,
+                 edge_weight_kwargs: Optional[Dict[str, Any]] = None):
         super().__init__(num_users, num_items, behaviors, embedding_dim,
-                         num_layers, combine, init_std)
+                         num_layers, combine, init_std, edge_weights,
+                         edge_weight_kwargs)
         self.reset_parameters()
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Pair]:
@@ -202,6 +223,12 @@ class CascadeEncoder(_BaseEncoder):
             (default: :obj:`None`, the chain in :obj:`behaviors` order)
         init_std (float): Std of the initial embeddings.
             (default: :obj:`0.1`)
+        edge_weights (str, optional): :obj:`'caged'` for learned
+            aggregation weights per behavior
+            (:class:`~graphrec.nn.weights.CAGED`), :obj:`None` for
+            :math:`1/\sqrt{d_u d_i}`. (default: :obj:`None`)
+        edge_weight_kwargs (Dict[str, Any], optional): Arguments of the
+            estimator, e.g. :obj:`{'renormalize': True}`.
     """
     transforms = ('none', 'linear')
 
@@ -209,9 +236,12 @@ class CascadeEncoder(_BaseEncoder):
                  behaviors: Sequence[str], embedding_dim: int = 64,
                  num_layers: int = 2, combine: str = 'mean',
                  transform: str = 'none', residual: bool = False,
-                 dag: Optional[nx.DiGraph] = None, init_std: float = 0.1):
+                 dag: Optional[nx.DiGraph] = None, init_std: float = 0.1,
+                 edge_weights: Optional[str] = None,
+                 edge_weight_kwargs: Optional[Dict[str, Any]] = None):
         super().__init__(num_users, num_items, behaviors, embedding_dim,
-                         num_layers, combine, init_std)
+                         num_layers, combine, init_std, edge_weights,
+                         edge_weight_kwargs)
         if transform not in self.transforms:
             raise ValueError(f"'transform' must be one of {self.transforms}"
                              f" (got {transform!r})")
