@@ -93,16 +93,18 @@ class Recommender(torch.nn.Module):
     @torch.no_grad()
     def score_fn(self, graph: BehaviorGraph) -> Callable[[Tensor], Tensor]:
         r"""A function :obj:`user_index -> scores [B, I]` for evaluation,
-        computing the embeddings once.
+        computing the embeddings once. The users may be on any device; the
+        scores are on the graph's.
         """
         was_training = self.training
         self.eval()
         emb = self(graph)
         self.train(was_training)
+        device = graph.device
 
         def fn(user_index: Tensor) -> Tensor:
             with torch.no_grad():
-                return self.score(emb, user_index)
+                return self.score(emb, user_index.to(device))
 
         return fn
 
