@@ -1,105 +1,522 @@
-"""Speed figures on a dataset: epoch time, full-ranking evaluation time, and
-SpMM against per-edge scatter propagation, measured in one run.
+"""Speed and memory: per-model epoch and evaluation time with peak memory,
+propagation against the SpMM floor and PyG's LightGCN, and a scaling curve
+on synthetic graphs, every comparison measured within one run.
 
     python benchmarks/speed.py --dataset tmall
+    python benchmarks/speed.py --dataset retailrocket
+    python benchmarks/speed.py --scaling --edges 1e6 2e6 5e6 1e7 2e7
 
-Writes docs/results/speed-<dataset>.md and appends rows to
-docs/results/speed.jsonl.
+The dataset runs write docs/results/speed-<dataset>.md, the scaling run
+docs/results/speed-scaling.md and speed-scaling.png; every figure is also
+appended as a row to docs/results/speed.jsonl. Each model and each graph
+size is measured in a fresh subprocess, so that its peak resident memory
+(``ru_maxrss``) is its own. Seconds are medians of repeats (the first
+epoch or call is a warm-up and not counted).
 """
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from graphrec.cli import load_data
-from graphrec.data.graph import BehaviorGraph
-from graphrec.eval import Evaluator
-from graphrec.models import LightGCN
-from graphrec.nn import bipartite_propagate, bipartite_propagate_scatter
-from graphrec.train.experiment import seed_everything
-from graphrec.train.records import append_jsonl, atomic_write_bytes, run_row
-from graphrec.train.trainer import TrainConfig, Trainer
-
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / 'docs' / 'results'
+
+#: label -> (benchmark config, label in it): each backbone as benchmarked.
+CONFIG_MODELS = {
+    'mf': ('baselines', 'mf'),
+    'lightgcn-buy': ('baselines', 'lightgcn-buy'),
+    'lightgcn-all': ('baselines', 'lightgcn-all'),
+    'nmtr': ('multi', 'nmtr'),
+    'mbcgcn': ('multi', 'mbcgcn'),
+    'crgcn': ('multi', 'crgcn'),
+    'plugins/cascade': ('plugins', 'cascade'),
+}
+#: The full model has no benchmark config yet: its defaults, trained on
+#: every behavior as its docstring asks.
+FULL_MODEL = ('causal_cascade', {'embedding_dim': 64},
+              {'batch_size': 8192, 'lr': 0.005, 'weight_decay': 1e-4,
+               'behavior_weights': 'all'})
+MODELS = list(CONFIG_MODELS) + ['causal_cascade']
+#: Models whose scores of all items are one matrix product (a chunk of
+#: users times the item table, plus per-item terms).
+DECOMPOSABLE = {'mf', 'lightgcn-buy', 'lightgcn-all', 'mbcgcn', 'crgcn',
+                'plugins/cascade', 'nmtr'}
 
 
-def timeit(fn, repeat):
+def median_time(fn, repeat: int, warmup: int = 1):
+    r"""Median and min seconds of :obj:`repeat` calls after :obj:`warmup`."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
+    return statistics.median(times), min(times)
+
+
+def peak_rss() -> int:
+    r"""Peak resident memory of this process in bytes (Linux: KiB)."""
+    scale = 1 if sys.platform == 'darwin' else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def model_spec(label: str, dataset: str):
+    r"""(model name, constructor kwargs, TrainConfig fields) of a label."""
+    from graphrec.bench import load_config
+    if label == 'causal_cascade':
+        name, kwargs, train = FULL_MODEL
+        return name, dict(kwargs), dict(train)
+    config, key = CONFIG_MODELS[label]
+    _, specs, _ = load_config(ROOT / 'benchmarks' / 'configs' /
+                              f'{config}.json', dataset)
+    spec = specs[key]
+    return spec.model, dict(spec.kwargs), dict(spec.train)
+
+
+# ---------------------------------------------------------------- workers
+
+
+def worker_model(args) -> dict:
+    r"""One model on one dataset: training epochs, embedding computation,
+    full-ranking test evaluation, peak memory. Runs in its own process.
+    """
+    from graphrec.cli import load_data
+    from graphrec.data.graph import BehaviorGraph
+    from graphrec.eval import Evaluator
+    from graphrec.models import build_model
+    from graphrec.train import TrainConfig, Trainer, seed_everything
+    base_rss = peak_rss()
+    dataset = load_data(args.dataset)
+    name, kwargs, train = model_spec(args.model, dataset.name)
+    if train.get('behavior_weights') == 'all':
+        train['behavior_weights'] = {b: 1.0 for b in dataset.behaviors}
+    fields = TrainConfig.__annotations__
+    train = {k: v for k, v in train.items() if k in fields}
+    train.update(epochs=args.epochs, progress=False, device=args.device)
+    seed_everything(0)
+    net = build_model(name, dataset.num_users, dataset.num_items,
+                      dataset.behaviors, **kwargs)
+    trainer = Trainer(net, dataset, TrainConfig(**train))
+    data_rss = peak_rss()
+    epochs = []
+    for _ in range(args.epochs):
+        t0 = time.perf_counter()
+        trainer.train_epoch()
+        epochs.append(time.perf_counter() - t0)
+    train_rss = peak_rss()
+    graph = BehaviorGraph.from_dataset(dataset).to(trainer.device)
+    net.eval()
+    evaluator = Evaluator(ks=(10, 20), chunk_size='auto')
+    forward = median_time(lambda: net.score_fn(graph), args.repeat)
+    fn = net.score_fn(graph)
+    evaluation = median_time(lambda: evaluator.evaluate(fn, dataset, 'test'),
+                             args.repeat)
+    users = int(dataset.test[0].unique().numel())
+    return {
+        'model': args.model, 'name': name, 'dataset': dataset.name,
+        'checksum': dataset.checksum, 'kwargs': kwargs,
+        'batch_size': train.get('batch_size'),
+        'behavior_weights': train.get('behavior_weights'),
+        'parameters': sum(p.numel() for p in net.parameters()),
+        'epoch_seconds': statistics.median(epochs[1:] or epochs),
+        'epoch_seconds_all': epochs,
+        'forward_seconds': forward[0], 'eval_seconds': evaluation[0],
+        'eval_users': users, 'num_items': dataset.num_items,
+        'rss_start': base_rss, 'rss_data': data_rss,
+        'rss_train': train_rss, 'rss_peak': peak_rss(),
+        'threads': torch.get_num_threads(),
+    }
+
+
+def synthetic_graph(num_edges: int, seed: int = 0):
+    r"""A random bipartite graph with about :obj:`num_edges` unique pairs,
+    average user degree 25 and item degree 50, item popularity skewed
+    (ids drawn as :math:`\lfloor I u^{1.5} \rfloor`, :math:`u` uniform).
+    """
+    from graphrec.data.dataset import pair_keys
+    num_users, num_items = max(num_edges // 25, 1), max(num_edges // 50, 1)
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.empty(0, dtype=torch.long)
+    while keys.numel() < num_edges:  # duplicates are dropped: draw more
+        draw = int((num_edges - keys.numel()) * 1.2) + 16
+        user = torch.randint(num_users, (draw, ), generator=gen)
+        item = (torch.rand(draw, generator=gen).pow(1.5) * num_items).long()
+        keys = torch.unique(torch.cat([
+            keys, pair_keys(torch.stack([user, item]), num_items)]))
+    keys = keys[torch.randperm(keys.numel(), generator=gen)[:num_edges]]
+    return (torch.stack([keys // num_items, keys % num_items]), num_users,
+            num_items)
+
+
+def worker_scaling(args) -> dict:
+    r"""One synthetic graph size: CSR build, one propagation layer forward +
+    backward (ours and the SpMM floor), memory. Runs in its own process.
+    """
+    from graphrec.data.graph import BipartiteAdjacency
+    from graphrec.nn import bipartite_propagate
+    edges = int(float(args.edges))
+    edge_index, num_users, num_items = synthetic_graph(edges)
+    rss_edges = peak_rss()
+    t0 = time.perf_counter()
+    adj = BipartiteAdjacency(edge_index, num_users, num_items)
+    build = time.perf_counter() - t0
+    rss_graph = peak_rss()
+    dim = args.dim
+    xu = torch.randn(num_users, dim, requires_grad=True)
+    xi = torch.randn(num_items, dim, requires_grad=True)
+
+    def ours():
+        out_u, out_i = bipartite_propagate(adj, xu, xi)
+        (out_u.sum() + out_i.sum()).backward()
+
+    a, a_t = adj.matrix(), adj.matrix_t()
+    gu, gi = torch.ones(num_users, dim), torch.ones(num_items, dim)
+
+    def floor():  # the four products of a layer's forward and backward
+        torch.sparse.mm(a, xi.detach())
+        torch.sparse.mm(a_t, xu.detach())
+        torch.sparse.mm(a_t, gu)
+        torch.sparse.mm(a, gi)
+
+    t_ours = median_time(ours, args.repeat)
+    t_floor = median_time(floor, args.repeat)
+    num = adj.num_edges
+    return {
+        'edges': num, 'num_users': num_users, 'num_items': num_items,
+        'dim': dim, 'build_seconds': build,
+        'layer_seconds': t_ours[0], 'floor_seconds': t_floor[0],
+        'ns_per_edge': t_ours[0] / num * 1e9,
+        'floor_ns_per_edge': t_floor[0] / num * 1e9,
+        'rss_edges': rss_edges, 'rss_graph': rss_graph,
+        'rss_peak': peak_rss(),
+        'graph_bytes_per_edge': (rss_graph - rss_edges) / num,
+        'peak_bytes_per_edge': peak_rss() / num,
+        'threads': torch.get_num_threads(),
+    }
+
+
+def run_worker(kind: str, threads: int, **kwargs) -> dict:
+    r"""Runs this file as a worker subprocess and returns its JSON."""
+    cmd = [sys.executable, __file__, '--worker', kind,
+           '--threads', str(threads)]
+    for key, value in kwargs.items():
+        cmd += [f'--{key}', str(value)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(cmd)} failed:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------- in-process parts
+
+
+def propagation_vs_pyg(dataset, repeat: int):
+    r"""One LightGCN layer, forward + backward, on the merged behaviors:
+    the SpMM floor, ours, and PyG's ``LGConv`` (edge_index as in
+    ``torch_geometric.nn.models.LightGCN``, which normalizes at every call,
+    and on a precomputed sparse CSR adjacency); then the 3-layer LightGCN
+    of both libraries. Returns table lines and rows.
+    """
+    from torch_geometric.nn import LGConv
+    from torch_geometric.nn.models import LightGCN as PyGLightGCN
+
+    from graphrec.data.graph import BehaviorGraph
+    from graphrec.models import LightGCN
+    from graphrec.nn import bipartite_propagate
+    graph = BehaviorGraph.from_dataset(dataset)
+    adj = graph.adjacency('all')
+    U, num_items, E = dataset.num_users, dataset.num_items, adj.num_edges
+    N = U + num_items
+    user, item = adj.edge_index
+    # Homogeneous graph: items are nodes U..U+I-1, both directions.
+    edge_index = torch.cat([torch.stack([user, item + U]),
+                            torch.stack([item + U, user])], dim=1)
+    dim = 64
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(N, dim, generator=gen)
+    xu = x[:U].clone().requires_grad_()
+    xi = x[U:].clone().requires_grad_()
+    xh = x.clone().requires_grad_()
+    a, a_t = adj.matrix(), adj.matrix_t()
+    gu, gi = torch.ones(U, dim), torch.ones(num_items, dim)
+
+    def floor():
+        torch.sparse.mm(a, xi.detach())
+        torch.sparse.mm(a_t, xu.detach())
+        torch.sparse.mm(a_t, gu)
+        torch.sparse.mm(a, gi)
+
+    def ours():
+        out_u, out_i = bipartite_propagate(adj, xu, xi)
+        (out_u.sum() + out_i.sum()).backward()
+
+    conv = LGConv()
+
+    def pyg_edge_index():
+        conv(xh, edge_index).sum().backward()
+
+    # The normalized symmetric adjacency as one CSR matrix, built once.
+    value = adj.value
+    sym = torch.sparse_coo_tensor(
+        edge_index, torch.cat([value, value]), (N, N)).coalesce()
+    sym = sym.to_sparse_csr()
+    conv_plain = LGConv(normalize=False)
+
+    def pyg_sparse():
+        conv_plain(xh, sym).sum().backward()
+
+    t = {key: median_time(fn, repeat) for key, fn in (
+        ('floor', floor), ('ours', ours), ('pyg_edge_index', pyg_edge_index),
+        ('pyg_sparse', pyg_sparse))}
+    # Outputs agree (checks that the comparison is like for like).
+    out_u, out_i = bipartite_propagate(adj, xu.detach(), xi.detach())
+    ref = conv(x, edge_index)
+    assert torch.allclose(torch.cat([out_u, out_i]), ref, atol=1e-4)
+
+    ours_model = LightGCN(U, num_items, dim, 3, behaviors='all')
+    pyg_model = PyGLightGCN(N, dim, 3)
+
+    def ours_3():
+        emb = ours_model(graph)
+        (emb['user'].sum() + emb['item'].sum()).backward()
+
+    def pyg_3():
+        pyg_model.get_embedding(edge_index).sum().backward()
+
+    t['ours_3'] = median_time(ours_3, repeat)
+    t['pyg_3'] = median_time(pyg_3, max(2, repeat // 2))
+    f = t['floor'][0]
+    rows = [
+        (f'SpMM floor: the 4 CSR products of one layer (fwd + bwd), {E} '
+         f'pairs, dim {dim}', t['floor'], 1.0),
+        ('ours: bipartite_propagate, one layer fwd + bwd', t['ours'],
+         t['ours'][0] / f),
+        ('PyG LGConv(edge_index), one layer fwd + bwd (normalizes each '
+         'call, gather/scatter)', t['pyg_edge_index'],
+         t['pyg_edge_index'][0] / f),
+        ('PyG LGConv(normalize=False) on a precomputed CSR adjacency, one '
+         'layer fwd + bwd', t['pyg_sparse'], t['pyg_sparse'][0] / f),
+        ('ours: LightGCN 3 layers (all behaviors) fwd + bwd', t['ours_3'],
+         t['ours_3'][0] / (3 * f)),
+        ('PyG models.LightGCN 3 layers, get_embedding fwd + bwd',
+         t['pyg_3'], t['pyg_3'][0] / (3 * f)),
+    ]
+    return rows, {'edges': E, 'nodes': N, 'dim': dim}
+
+
+def fmt_bytes(n) -> str:
+    return f'{n / 2**30:.2f} GiB' if n >= 2**30 else f'{n / 2**20:.0f} MiB'
+
+
+def dataset_page(args) -> None:
+    from graphrec.cli import load_data
+    from graphrec.train.records import (
+        append_jsonl,
+        atomic_write_bytes,
+        run_row,
+    )
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    dataset = load_data(args.dataset)
+    command = ('python benchmarks/speed.py ' + ' '.join(sys.argv[1:])).strip()
+    common = dict(benchmark='speed', dataset=dataset.name,
+                  checksum=dataset.checksum, threads=threads)
+    rows = []
+    lines = [f'# Speed and memory on {dataset.name}', '',
+             f'Generated by `{command}`', '',
+             f'CPU, {threads} torch thread(s), torch {torch.__version__}, '
+             f'on a 2-core machine shared with other jobs while it ran: '
+             f'absolute seconds are noisy, the ratios within one table were '
+             f'measured in the same run and are the figures to read. '
+             f'{dataset}.', '']
+
+    models = args.models or MODELS
+    table = ['| model | batch | epoch s | embeddings s | evaluation s '
+             '(all test users) | peak memory | of which data + model '
+             '| parameters |', '|---|---|---|---|---|---|---|---|']
+    for label in models:
+        print(f'model {label} ...', file=sys.stderr, flush=True)
+        out = run_worker('model', threads, dataset=args.dataset,
+                         model=label, epochs=args.epochs,
+                         repeat=args.repeat)
+        rows.append(run_row(**{**common, **out}, what='model'))
+        table.append(
+            f"| {label} | {out['batch_size']} | {out['epoch_seconds']:.2f} "
+            f"| {out['forward_seconds']:.3f} | {out['eval_seconds']:.3f} "
+            f"| {fmt_bytes(out['rss_peak'])} | {fmt_bytes(out['rss_data'])} "
+            f"| {out['parameters']:,} |")
+        print(table[-1], file=sys.stderr, flush=True)
+    first = rows[0] if rows else None
+    lines += ['## Every backbone', '',
+              f'Training epoch (median of epochs 2..{args.epochs}, the '
+              f'batch size and behaviors of its benchmark config; '
+              f'causal_cascade: defaults, every behavior weighted 1), '
+              f'embedding computation (`score_fn`, one forward in eval '
+              f'mode) and full-ranking evaluation of every test user '
+              f"({first['eval_users'] if first else '?'} users x "
+              f"{dataset.num_items} items, masking, pessimistic ties, "
+              f"visited split, bias metrics; `chunk_size='auto'`), medians "
+              f'of {args.repeat}. Peak memory is the resident set '
+              f'(`ru_maxrss`) of a fresh process per model, Python and '
+              f'torch included; the next column is the peak after loading '
+              f'the data and building the model and trainer.', '',
+              *table, '']
+
+    if not args.skip_propagation:
+        print('propagation ...', file=sys.stderr, flush=True)
+        prop, meta = propagation_vs_pyg(dataset, args.repeat)
+        lines += ['## Propagation against the SpMM floor and PyG', '',
+                  f"One light graph convolution on the union of the "
+                  f"behaviors ({meta['edges']} user-item pairs; PyG on the "
+                  f"homogeneous graph of {meta['nodes']} nodes and "
+                  f"{2 * meta['edges']} directed edges), dim "
+                  f"{meta['dim']}, forward + backward. The floor is the "
+                  f'four CSR products a layer needs (R X_i, R^T X_u forward; '
+                  f'their transposes backward) with no autograd. Medians of '
+                  f'{args.repeat} (3-layer PyG model: fewer). The last two '
+                  f'rows are relative to 3 x the floor.', '',
+                  '| what | median s | min s | x floor |',
+                  '|---|---|---|---|']
+        for what, (med, best), ratio in prop:
+            lines.append(f'| {what} | {med:.4f} | {best:.4f} | '
+                         f'{ratio:.2f} |')
+            rows.append(run_row(**common, what=what, seconds_median=med,
+                                seconds_min=best, ratio_to_floor=ratio,
+                                **meta))
+        lines.append('')
+    for row in rows:
+        append_jsonl(args.results, row)
+    out = Path(args.pages) / f'speed-{dataset.name}.md'
+    atomic_write_bytes(out, '\n'.join(lines).encode())
+    print(f'wrote {out}', file=sys.stderr)
+
+
+def scaling_page(args) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from graphrec.train.records import (
+        append_jsonl,
+        atomic_write_bytes,
+        run_row,
+    )
+    threads = args.threads or torch.get_num_threads()
+    command = ('python benchmarks/speed.py ' + ' '.join(sys.argv[1:])).strip()
+    outs = []
+    for edges in args.edges:
+        print(f'scaling {edges} ...', file=sys.stderr, flush=True)
+        out = run_worker('scaling', threads, edges=edges, dim=args.dim,
+                         repeat=args.repeat)
+        outs.append(out)
+        append_jsonl(args.results, run_row(benchmark='speed-scaling',
+                                           what='scaling', **out))
+        print(out, file=sys.stderr, flush=True)
+    x = [o['edges'] / 1e6 for o in outs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(x, [o['ns_per_edge'] for o in outs], 'o-',
+             label='bipartite_propagate')
+    ax1.plot(x, [o['floor_ns_per_edge'] for o in outs], 's--',
+             label='SpMM floor')
+    ax1.set_xscale('log')
+    ax1.set_xlabel('edges (millions)')
+    ax1.set_ylabel('ns per edge, one layer fwd + bwd')
+    ax1.set_ylim(bottom=0)
+    ax1.legend()
+    ax1.set_title(f'time per edge (dim {args.dim}, {threads} thread(s))')
+    ax2.plot(x, [o['graph_bytes_per_edge'] for o in outs], 'o-',
+             label='adjacency (CSR of R and R^T + edge list)')
+    ax2.plot(x, [o['peak_bytes_per_edge'] for o in outs], 's--',
+             label='process peak / edges')
+    ax2.set_xscale('log')
+    ax2.set_xlabel('edges (millions)')
+    ax2.set_ylabel('bytes per edge')
+    ax2.set_ylim(bottom=0)
+    ax2.legend()
+    ax2.set_title('memory per edge')
+    fig.tight_layout()
+    png = Path(args.pages) / 'speed-scaling.png'
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    ns = [o['ns_per_edge'] for o in outs]
+    mid = statistics.median(ns)
+    lines = ['# Scaling of propagation with the number of edges', '',
+             f'Generated by `{command}`', '',
+             f'Random bipartite graphs (average user degree 25, item '
+             f'degree 50, skewed item popularity), one light graph '
+             f'convolution forward + backward at dim {args.dim}, median of '
+             f'{args.repeat} after a warm-up, CPU, {threads} torch '
+             f'thread(s), each size in a fresh process; the machine (2 '
+             f'cores) was shared with other jobs. Memory: resident set '
+             f'growth while building the adjacency, and the process peak '
+             f'(embeddings, gradients, Python and torch included) per '
+             f'edge.', '', '![scaling](speed-scaling.png)', '',
+             '| edges | users | items | build s | layer s | ns / edge | '
+             'floor ns / edge | x floor | adjacency B / edge | peak |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for o in outs:
+        lines.append(
+            f"| {o['edges']:,} | {o['num_users']:,} | {o['num_items']:,} | "
+            f"{o['build_seconds']:.2f} | {o['layer_seconds']:.3f} | "
+            f"{o['ns_per_edge']:.1f} | {o['floor_ns_per_edge']:.1f} | "
+            f"{o['layer_seconds'] / o['floor_seconds']:.2f} | "
+            f"{o['graph_bytes_per_edge']:.0f} | {fmt_bytes(o['rss_peak'])} |")
+    lines += ['', f'Time per edge: median {mid:.1f} ns, range '
+              f'{min(ns) / mid - 1:+.0%} to {max(ns) / mid - 1:+.0%} of the '
+              f'median over {x[0]:g}M to {x[-1]:g}M edges.', '']
+    page = Path(args.pages) / 'speed-scaling.md'
+    atomic_write_bytes(page, '\n'.join(lines).encode())
+    print(f'wrote {page} and {png}', file=sys.stderr)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('--dataset', default='tmall')
+    parser.add_argument('--models', nargs='+', default=None,
+                        choices=MODELS, help='default: all')
+    parser.add_argument('--epochs', type=int, default=3,
+                        help='training epochs per model; the first is a '
+                        'warm-up (default: 3)')
     parser.add_argument('--repeat', type=int, default=5)
-    parser.add_argument('--results', default=str(ROOT / 'docs' / 'results' /
-                                                 'speed.jsonl'))
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--skip-propagation', action='store_true')
+    parser.add_argument('--scaling', action='store_true',
+                        help='the synthetic scaling curve instead')
+    parser.add_argument('--edges', nargs='+',
+                        default=['1e6', '2e6', '5e6', '1e7', '2e7'])
+    parser.add_argument('--dim', type=int, default=64)
+    parser.add_argument('--results', default=str(RESULTS / 'speed.jsonl'))
+    parser.add_argument('--pages', default=str(RESULTS),
+                        help='folder of the pages and plot')
+    parser.add_argument('--worker', choices=['model', 'scaling'],
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--model', help=argparse.SUPPRESS)
+    parser.add_argument('--device', default='cpu', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    seed_everything(0)
-    dataset = load_data(args.dataset)
-    graph = BehaviorGraph.from_dataset(dataset)
-    lines, rows = [], []
-
-    def record(what, best, median, **extra):
-        lines.append(f'| {what} | {best:.3f} | {median:.3f} | '
-                     + ', '.join(f'{k}={v}' for k, v in extra.items())
-                     + ' |')
-        rows.append(run_row(benchmark='speed', dataset=dataset.name,
-                            checksum=dataset.checksum, what=what,
-                            seconds_min=best, seconds_median=median,
-                            threads=torch.get_num_threads(), **extra))
-        print(lines[-1], file=sys.stderr)
-
-    for behaviors in ('target', 'all'):
-        adj = graph.adjacency(behaviors)
-        xu = torch.randn(dataset.num_users, 64, requires_grad=True)
-        xi = torch.randn(dataset.num_items, 64, requires_grad=True)
-
-        def layer(fn, adj=adj, xu=xu, xi=xi):
-            out_u, out_i = fn(adj, xu, xi)
-            (out_u.sum() + out_i.sum()).backward()
-
-        spmm = timeit(lambda: layer(bipartite_propagate), args.repeat)
-        record(f'one layer fwd+bwd, SpMM ({behaviors}, {adj.num_edges} '
-               f'pairs, dim 64)', *spmm)
-        scatter = timeit(lambda: layer(bipartite_propagate_scatter),
-                         max(2, args.repeat // 2))
-        record(f'one layer fwd+bwd, per-edge scatter ({behaviors})',
-               *scatter, ratio_to_spmm=round(scatter[1] / spmm[1], 1))
-
-        model = LightGCN(dataset.num_users, dataset.num_items, 64, 3,
-                         behaviors=behaviors)
-        trainer = Trainer(model, dataset, TrainConfig(progress=False))
-        record(f'LightGCN ({behaviors}) training epoch, 3 layers, batch '
-               f'4096', *timeit(trainer.train_epoch, 3))
-
-    model = LightGCN(dataset.num_users, dataset.num_items, 64, 3)
-    evaluator = Evaluator(ks=(10, 20))
-    num_users = int(dataset.test[0].unique().numel())
-    fn = model.score_fn(graph)
-    record(f'full-ranking test evaluation, {num_users} users x '
-           f'{dataset.num_items} items (scores + mask + ranks + top-20 + '
-           'bias and visited metrics)',
-           *timeit(lambda: evaluator.evaluate(fn, dataset, 'test'),
-                   args.repeat))
-    for row in rows:
-        append_jsonl(args.results, row)
-    text = [f'# Speed on {dataset.name}', '',
-            f'Generated by `python benchmarks/speed.py --dataset '
-            f'{args.dataset}` on this machine ({torch.get_num_threads()} '
-            f'threads, torch {torch.__version__}, CPU). Seconds, min and '
-            f'median of repeats.', '', '| what | min s | median s | notes |',
-            '|---|---|---|---|', *lines, '']
-    out = ROOT / 'docs' / 'results' / f'speed-{dataset.name}.md'
-    atomic_write_bytes(out, '\n'.join(text).encode())
-    print(f'wrote {out}', file=sys.stderr)
+    if args.worker:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        fn = worker_model if args.worker == 'model' else worker_scaling
+        if args.worker == 'scaling':
+            args.edges = args.edges[0] if isinstance(args.edges, list) \
+                else args.edges
+        print(json.dumps(fn(args)))
+        return
+    if args.scaling:
+        args.repeat = min(args.repeat, 3)
+        scaling_page(args)
+    else:
+        dataset_page(args)
 
 
 if __name__ == '__main__':
