@@ -59,7 +59,10 @@ def markdown_table(rows: Iterable[Dict], metrics: Sequence[str],
         for name in list(metrics) + list(extra):
             source = [r.get('metrics', {}).get(name, r.get(name))
                       for r in group]
-            values = [v for v in source if isinstance(v, (int, float))]
+            # NaN: the metric is undefined for the run (e.g. no visited
+            # test items), shown as missing rather than averaged.
+            values = [v for v in source if isinstance(v, (int, float))
+                      and not math.isnan(v)]
             if not values:
                 cells.append('–')
                 continue

@@ -154,6 +154,16 @@ def test_markdown_table_mean_and_sample_std():
                                                                ['hr@10'])
 
 
+def test_markdown_table_shows_undefined_metrics_as_missing():
+    # A dataset without visited test items has no visited/hr@10: NaN.
+    rows = [{'dataset': 'd', 'model': 'm', 'seed': s,
+             'metrics': {'hr@10': 0.1, 'visited/hr@10': float('nan')}}
+            for s in range(2)]
+    table = markdown_table(rows, ['hr@10', 'visited/hr@10'])
+    assert '| d | m | 2 | 0.1000 ± 0.0000 | – |' in table
+    assert 'nan' not in table
+
+
 def test_report_skips_interrupted_rows():
     done = {'dataset': 'd', 'model': 'm', 'seed': 0, 'status': 'complete',
             'metrics': {'hr@10': 0.5}, 'git': 'abc'}
