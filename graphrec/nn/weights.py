@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -273,11 +274,12 @@ class CAGED(torch.nn.Module):
 
     For each edge set :math:`b`, an :class:`EdgeCVAE` learns the
     interactions from the current (detached) embeddings by minimising the
-    negative ELBO on sampled train edges (:meth:`loss`, added to the
-    recommender's loss, so the two alternate step by step while neither's
-    gradient reaches the other). A refresh (:meth:`refresh`) scores every
-    train edge with :func:`edge_scores` (posterior mean, no sampling) and
-    moves the aggregation weights by momentum,
+    negative ELBO (reconstruction error plus KL) on sampled train edges
+    (:meth:`loss`, added to the recommender's loss, so the two alternate
+    step by step while neither's gradient reaches the other). A refresh
+    (:meth:`refresh`) scores every train edge with :func:`edge_scores`
+    (posterior mean, no sampling) and moves the aggregation weights by
+    momentum,
 
     .. math::
         W_b \leftarrow (1 - \epsilon) W_b + \epsilon\, (c_b \hat{A}_b)
@@ -306,15 +308,19 @@ class CAGED(torch.nn.Module):
         beta (float): Weight :math:`\beta` of the KL term.
             (default: :obj:`1.0`)
         eps (float): Momentum :math:`\epsilon`. (default: :obj:`0.2`)
-        renormalize (bool): Normalise :math:`W` after each update.
-            (default: :obj:`False`)
+        renormalize (bool): Normalise :math:`W` after each update
+            (:func:`renormalize`); :obj:`False` is the paper's update, whose
+            scale drifts with the mean score :math:`c \bar{s}` (measured in
+            ``docs/results/caged-synthetic.md``: it shrinks or inflates the
+            propagated signal and loses on validation).
+            (default: :obj:`True`)
         schedule (str): :obj:`'improved'` (refresh after a validation run
             that improved the metric) or :obj:`'always'` (after every
             validation run). (default: :obj:`'improved'`)
         loss_weight (float): Weight of the negative ELBO in the training
             loss. (default: :obj:`1.0`)
         num_samples (int): Train edges per edge set in each step's ELBO.
-            (default: :obj:`2048`)
+            (default: :obj:`1024`)
         chunk_size (int): Edges scored at once in a refresh.
             (default: :obj:`65536`)
 
@@ -327,8 +333,8 @@ class CAGED(torch.nn.Module):
     def __init__(self, keys: Sequence[str], embedding_dim: int,
                  hidden_dim: int = 64, latent_dim: int = 16, a: float = 1.0,
                  beta: float = 1.0, eps: float = 0.2,
-                 renormalize: bool = False, schedule: str = 'improved',
-                 loss_weight: float = 1.0, num_samples: int = 2048,
+                 renormalize: bool = True, schedule: str = 'improved',
+                 loss_weight: float = 1.0, num_samples: int = 1024,
                  chunk_size: int = 65536):
         super().__init__()
         keys = [keys] if isinstance(keys, str) else list(keys)
@@ -371,6 +377,8 @@ class CAGED(torch.nn.Module):
                                  torch.zeros((), dtype=torch.long))
         #: Summary of the last refresh per key (mean score, weight range).
         self.last_refresh: Dict[str, Dict[str, float]] = {}
+        #: Wall-clock seconds spent in :meth:`refresh` (this process).
+        self.refresh_seconds = 0.0
         self._cache: Dict[str, tuple] = {}
         self.reset_parameters()
 
@@ -440,10 +448,13 @@ class CAGED(torch.nn.Module):
 
     def loss(self, embeddings: Dict[str, Pair],
              adjacencies: Dict[str, BipartiteAdjacency]) -> Tensor:
-        r"""The weighted negative ELBO, summed over edge sets, on
+        r"""The negative ELBO (reconstruction error plus KL, mean over
+        edges) summed over edge sets, times :obj:`loss_weight`, on
         :obj:`num_samples` uniformly drawn train edges of each. The
         embeddings are detached: the CVAEs learn from the recommender,
-        never the reverse.
+        never the reverse. (:obj:`a` and :obj:`beta` weigh the two terms in
+        the edge scores only: training them into the objective would let
+        a small :obj:`a` collapse the posterior.)
 
         Args:
             embeddings (Dict[str, Tuple[Tensor, Tensor]]): Current
@@ -462,7 +473,7 @@ class CAGED(torch.nn.Module):
             user, item = edges[0, pick], edges[1, pick]
             recon, kl = self.cvaes[key](x_user.detach()[user],
                                         x_item.detach()[item])
-            term = (self.a * recon + self.beta * kl).mean()
+            term = (recon + kl).mean()
             total = term if total is None else total + term
         if total is None:
             return next(self.parameters()).new_zeros(())
@@ -498,6 +509,7 @@ class CAGED(torch.nn.Module):
         r"""Scores every train edge and applies one momentum update (and
         the renormalisation, if on) to the weights of every key.
         """
+        start = time.perf_counter()
         for key in self.keys:
             adj = adjacencies[key]
             x_user, x_item = embeddings[key]
@@ -527,6 +539,7 @@ class CAGED(torch.nn.Module):
                 'weight_mean': float(w.mean()) if w.numel() else math.nan,
                 'weight_max': float(w.max()) if w.numel() else math.nan}
         self._cache = {}
+        self.refresh_seconds += time.perf_counter() - start
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The weights are [0] until the first refresh and [E] afterwards:

@@ -122,7 +122,7 @@ def test_momentum_update_on_literal_numbers():
 
 
 def test_refresh_applies_the_momentum_formula(graph, monkeypatch):
-    caged = CAGED(['view'], embedding_dim=8, eps=0.5)
+    caged = CAGED(['view'], embedding_dim=8, eps=0.5, renormalize=False)
     s = torch.tensor([1.0, 0.5, 0.25, 1.0, 0.5])
     monkeypatch.setattr(caged, 'scores', lambda *args: s)
     adj = graph.adjacency('view')
