@@ -22,6 +22,7 @@ from graphrec.nn.weights import (
     reconstruction_error,
     renormalize,
 )
+from graphrec.testing import DEVICES
 from graphrec.train.trainer import TrainConfig, Trainer
 
 BEHAVIORS = ('view', 'cart', 'buy')
@@ -283,6 +284,22 @@ def test_state_dict_carries_the_weights(graph):
     assert torch.equal(got['user'], want['user'])
     fresh.reset_parameters()
     assert fresh.backbone.edge_weights.weight('view') is None
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_weights_move_with_the_model(graph, device):
+    torch.manual_seed(0)
+    model = MultiBehaviorRecommender(3, 4, BEHAVIORS, encoder='parallel',
+                                     embedding_dim=8, edge_weights='caged')
+    model.on_validation(graph, improved=True)
+    want = model(graph)
+    moved = copy.deepcopy(model).to(device)
+    assert moved.edge_weights.weight('view').device.type == device
+    on_device = graph.to(device)
+    got = moved(on_device)
+    assert torch.allclose(got['user'].cpu(), want['user'], atol=1e-6)
+    moved.on_validation(on_device, improved=True)  # refresh on the device
+    assert moved.edge_weights.weight('view').device.type == device
 
 
 def test_trainer_alternates_and_resumes_exactly(tmp_path):
