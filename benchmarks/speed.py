@@ -136,13 +136,16 @@ def worker_model(args) -> dict:
     }
 
 
-def synthetic_graph(num_edges: int, seed: int = 0):
-    r"""A random bipartite graph with about :obj:`num_edges` unique pairs,
-    average user degree 25 and item degree 50, item popularity skewed
-    (ids drawn as :math:`\lfloor I u^{1.5} \rfloor`, :math:`u` uniform).
+def synthetic_graph(num_edges: int, seed: int = 0, num_users: int = None,
+                    num_items: int = None):
+    r"""A random bipartite graph with :obj:`num_edges` unique pairs and
+    skewed item popularity (ids drawn as :math:`\lfloor I u^{1.5} \rfloor`,
+    :math:`u` uniform); by default with average user degree 25 and item
+    degree 50 (the node counts grow with the edges).
     """
     from graphrec.data.dataset import pair_keys
-    num_users, num_items = max(num_edges // 25, 1), max(num_edges // 50, 1)
+    num_users = num_users or max(num_edges // 25, 1)
+    num_items = num_items or max(num_edges // 50, 1)
     gen = torch.Generator().manual_seed(seed)
     keys = torch.empty(0, dtype=torch.long)
     while keys.numel() < num_edges:  # duplicates are dropped: draw more
@@ -163,7 +166,12 @@ def worker_scaling(args) -> dict:
     from graphrec.data.graph import BipartiteAdjacency
     from graphrec.nn import bipartite_propagate
     edges = int(float(args.edges))
-    edge_index, num_users, num_items = synthetic_graph(edges)
+    nodes = {}
+    if getattr(args, 'nodes_of', None):  # the node set of a graph that size
+        size = int(float(args.nodes_of))
+        nodes = {'num_users': max(size // 25, 1),
+                 'num_items': max(size // 50, 1)}
+    edge_index, num_users, num_items = synthetic_graph(edges, **nodes)
     rss_edges = current_rss()
     t0 = time.perf_counter()
     adj = BipartiteAdjacency(edge_index, num_users, num_items)
@@ -226,7 +234,7 @@ def run_worker(kind: str, threads: int, **kwargs) -> dict:
     cmd = [sys.executable, __file__, '--worker', kind,
            '--threads', str(threads)]
     for key, value in kwargs.items():
-        cmd += [f'--{key}', str(value)]
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -451,70 +459,87 @@ def scaling_page(args) -> None:
     )
     threads = args.threads or torch.get_num_threads()
     command = ('python benchmarks/speed.py ' + ' '.join(sys.argv[1:])).strip()
-    outs = []
-    for edges in args.edges:
-        print(f'scaling {edges} ...', file=sys.stderr, flush=True)
-        out = run_worker('scaling', threads, edges=edges, dim=args.dim,
-                         repeat=args.repeat)
-        outs.append(out)
-        append_jsonl(args.results, run_row(benchmark='speed-scaling',
-                                           what='scaling', **out))
-        print(out, file=sys.stderr, flush=True)
-    x = [o['edges'] / 1e6 for o in outs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(x, [o['ns_per_edge'] for o in outs], 'o-',
-             label='bipartite_propagate')
-    ax1.plot(x, [o['floor_ns_per_edge'] for o in outs], 's--',
-             label='SpMM floor')
-    ax1.set_xscale('log')
-    ax1.set_xlabel('edges (millions)')
+    smallest = args.edges[0]
+    series = {
+        'degree': ('nodes grow with the edges (user degree 25, item '
+                   'degree 50)', {}),
+        'nodes': (f'fixed node set (that of the {float(smallest):g}-edge '
+                  f'graph), degrees grow with the edges',
+                  {'nodes_of': smallest}),
+    }
+    results = {}
+    for key, (_, extra) in series.items():
+        results[key] = []
+        for edges in args.edges:
+            print(f'scaling {key} {edges} ...', file=sys.stderr, flush=True)
+            out = run_worker('scaling', threads, edges=edges, dim=args.dim,
+                             repeat=args.repeat, **extra)
+            out['series'] = key
+            results[key].append(out)
+            append_jsonl(args.results, run_row(benchmark='speed-scaling',
+                                               what='scaling', **out))
+            print(out, file=sys.stderr, flush=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (key, outs), color in zip(results.items(), ('C0', 'C1')):
+        x = [o['edges'] / 1e6 for o in outs]
+        ax1.plot(x, [o['ns_per_edge'] for o in outs], 'o-', color=color,
+                 label=f'ours, {key} series')
+        ax1.plot(x, [o['floor_ns_per_edge'] for o in outs], 's:',
+                 color=color, label=f'SpMM floor, {key} series')
+        ax2.plot(x, [o['graph_bytes_per_edge'] for o in outs], 'o-',
+                 color=color, label=f'adjacency tensors, {key} series')
+        ax2.plot(x, [o['peak_bytes_per_edge'] for o in outs], 's:',
+                 color=color, label=f'process peak / edges, {key} series')
+    for ax in (ax1, ax2):
+        ax.set_xscale('log')
+        ax.set_xlabel('edges (millions)')
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
     ax1.set_ylabel('ns per edge, one layer fwd + bwd')
-    ax1.set_ylim(bottom=0)
-    ax1.legend()
     ax1.set_title(f'time per edge (dim {args.dim}, {threads} thread(s))')
-    ax2.plot(x, [o['graph_bytes_per_edge'] for o in outs], 'o-',
-             label='adjacency tensors (CSR of R and R^T, edge list, '
-             'permutations)')
-    ax2.plot(x, [o['peak_bytes_per_edge'] for o in outs], 's--',
-             label='process peak / edges')
-    ax2.set_xscale('log')
-    ax2.set_xlabel('edges (millions)')
     ax2.set_ylabel('bytes per edge')
-    ax2.set_ylim(bottom=0)
-    ax2.legend()
     ax2.set_title('memory per edge')
     fig.tight_layout()
     png = Path(args.pages) / 'speed-scaling.png'
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    ns = [o['ns_per_edge'] for o in outs]
-    mid = statistics.median(ns)
     lines = ['# Scaling of propagation with the number of edges', '',
              f'Generated by `{command}`', '',
-             f'Random bipartite graphs (average user degree 25, item '
-             f'degree 50, skewed item popularity), one light graph '
-             f'convolution forward + backward at dim {args.dim}, median of '
-             f'{args.repeat} after a warm-up, CPU, {threads} torch '
-             f'thread(s), each size in a fresh process; the machine (2 '
-             f'cores) was shared with other jobs. Memory per edge: the '
-             f'bytes of the adjacency\'s tensors (CSR of R and R^T, edge '
+             f'Random bipartite graphs with skewed item popularity, one light '
+             f'graph convolution forward + backward at dim {args.dim} (ours, '
+             f'and the SpMM floor: the same four CSR products without '
+             f'autograd), median of {args.repeat} after a warm-up, CPU, '
+             f'{threads} torch thread(s), each size in a fresh process; the '
+             f'machine (2 cores) was shared with other jobs. Two series: the '
+             f'node counts growing with the edges (constant degrees), and a '
+             f'fixed node set with growing degrees. Memory per edge: the '
+             f"bytes of the adjacency's tensors (CSR of R and R^T, edge "
              f'list, permutations, values; int64 indices), and the process '
              f'peak (edge generation, embeddings, gradients, Python and '
              f'torch included) divided by the edges.', '',
-             '![scaling](speed-scaling.png)', '',
-             '| edges | users | items | build s | layer s | ns / edge | '
-             'floor ns / edge | x floor | adjacency B / edge | peak |',
-             '|---|---|---|---|---|---|---|---|---|---|']
-    for o in outs:
-        lines.append(
-            f"| {o['edges']:,} | {o['num_users']:,} | {o['num_items']:,} | "
-            f"{o['build_seconds']:.2f} | {o['layer_seconds']:.3f} | "
-            f"{o['ns_per_edge']:.1f} | {o['floor_ns_per_edge']:.1f} | "
-            f"{o['layer_seconds'] / o['floor_seconds']:.2f} | "
-            f"{o['graph_bytes_per_edge']:.0f} | {fmt_bytes(o['rss_peak'])} |")
-    lines += ['', f'Time per edge: median {mid:.1f} ns, range '
-              f'{min(ns) / mid - 1:+.0%} to {max(ns) / mid - 1:+.0%} of the '
-              f'median over {x[0]:g}M to {x[-1]:g}M edges.', '']
+             '![scaling](speed-scaling.png)', '']
+    for key, outs in results.items():
+        ns = [o['ns_per_edge'] for o in outs]
+        floor = [o['floor_ns_per_edge'] for o in outs]
+        mid = statistics.median(ns)
+        lines += [f'## {series[key][0]}', '',
+                  '| edges | users | items | build s | layer s | ns / edge | '
+                  'floor ns / edge | x floor | adjacency B / edge | peak |',
+                  '|---|---|---|---|---|---|---|---|---|---|']
+        for o in outs:
+            lines.append(
+                f"| {o['edges']:,} | {o['num_users']:,} | "
+                f"{o['num_items']:,} | {o['build_seconds']:.2f} | "
+                f"{o['layer_seconds']:.3f} | {o['ns_per_edge']:.1f} | "
+                f"{o['floor_ns_per_edge']:.1f} | "
+                f"{o['layer_seconds'] / o['floor_seconds']:.2f} | "
+                f"{o['graph_bytes_per_edge']:.0f} | "
+                f"{fmt_bytes(o['rss_peak'])} |")
+        lines += ['', f'Time per edge: median {mid:.1f} ns, range '
+                  f'{min(ns) / mid - 1:+.0%} to {max(ns) / mid - 1:+.0%} '
+                  f'of the median (floor: {min(floor):.0f} to '
+                  f'{max(floor):.0f} ns) from {outs[0]["edges"]:,} to '
+                  f'{outs[-1]["edges"]:,} edges.', '']
     page = Path(args.pages) / 'speed-scaling.md'
     atomic_write_bytes(page, '\n'.join(lines).encode())
     print(f'wrote {page} and {png}', file=sys.stderr)
@@ -544,6 +569,7 @@ def main(argv=None):
                         help=argparse.SUPPRESS)
     parser.add_argument('--model', help=argparse.SUPPRESS)
     parser.add_argument('--device', default='cpu', help=argparse.SUPPRESS)
+    parser.add_argument('--nodes-of', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         if args.threads:
