@@ -202,6 +202,9 @@ class PluginRecommender(Recommender):
             (default: :obj:`False`)
         contrastive (float): Weight of the bias-aware contrastive term;
             :obj:`0` turns it off. (default: :obj:`0.0`)
+        contrastive_users (int): At most this many of the batch's target
+            pairs give the users of the in-batch contrastive term, whose
+            cost is quadratic in them. (default: :obj:`1024`)
         chunk_size (int): Users per chunk of all-item scoring of
             non-decomposable plug-ins. (default: :obj:`256`)
 
@@ -231,7 +234,8 @@ class PluginRecommender(Recommender):
                  scenario_predict: str = 'assignment', tau: float = 0.1,
                  alpha: float = 0.2, kl_weight: float = 1.0,
                  beta: float = 0.1, visited_head: bool = False,
-                 contrastive: float = 0.0, chunk_size: int = 256):
+                 contrastive: float = 0.0, contrastive_users: int = 1024,
+                 chunk_size: int = 256):
         super().__init__(num_users, num_items)
         if isinstance(behaviors, str) or not behaviors:
             raise ValueError(f"'behaviors' must be a non-empty sequence of "
@@ -241,9 +245,12 @@ class PluginRecommender(Recommender):
             if value not in choices:
                 raise ValueError(f"'{arg}' must be one of {choices} "
                                  f"(got {value!r})")
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"'chunk_size' must be a positive int "
-                             f"(got {chunk_size!r})")
+        for name, value in (('chunk_size', chunk_size),
+                            ('contrastive_users', contrastive_users)):
+            if not isinstance(value, int) or isinstance(value, bool) \
+                    or value < 1:
+                raise ValueError(f"'{name}' must be a positive int "
+                                 f"(got {value!r})")
         if not isinstance(visited_head, bool):
             raise TypeError(f"'visited_head' must be a bool "
                             f"(got {visited_head!r})")
@@ -264,6 +271,7 @@ class PluginRecommender(Recommender):
         dim = self._embedding_dim(self.backbone)
         self.embedding_dim = dim
         self.chunk_size = chunk_size
+        self.contrastive_users = contrastive_users
         self.fusion_kind, self.backdoor_kind = fusion, backdoor
         self.strata_behaviors = strata_behaviors
         self.fusion = self.backdoor = self.visited = self.contrastive = None
@@ -529,7 +537,8 @@ class PluginRecommender(Recommender):
         - visited head: :obj:`'visited'`, :math:`\beta` times the
           cross-entropy of the repeat intent against the user's visited
           share;
-        - contrastive: :obj:`'contrastive'` over the batch's distinct users,
+        - contrastive: :obj:`'contrastive'` over the distinct users of the
+          batch's first :obj:`contrastive_users` pairs,
           auxiliary views against the target view, negatives weighted by
           activity stratum;
         - the backbone's own terms first (e.g. :obj:`'caged'`, the CVAEs'
@@ -559,7 +568,10 @@ class PluginRecommender(Recommender):
                 emb['user'][user], share)
         if self.contrastive is not None:
             per = self._per_behavior(emb)
-            uniq = torch.unique(user)
+            # In-batch InfoNCE is quadratic in the users: the distinct users
+            # of the first `contrastive_users` pairs (a random subset, the
+            # batch being shuffled) keep it cheap at large batch sizes.
+            uniq = torch.unique(user[:self.contrastive_users])
             views = {b: per[b][0][uniq] for b in self.behaviors}
             terms['contrastive'] = self.contrastive(
                 views, self._activity.to(uniq.device)[uniq])

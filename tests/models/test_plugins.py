@@ -331,6 +331,27 @@ def test_contrastive_term_is_the_bias_aware_infonce_of_behavior_views(
                        model.score(emb, uniq))
 
 
+def test_contrastive_users_bounds_the_in_batch_term(tiny, graph):
+    torch.manual_seed(0)
+    model = PluginRecommender(3, 4, BEHAVIORS, backbone='parallel',
+                              embedding_dim=4, contrastive=0.5,
+                              num_strata=3, contrastive_users=2)
+    emb = model(graph)
+    # Only the first two pairs give the users: 1 and 0, not 2.
+    user = torch.tensor([1, 0, 2, 1])
+    batch = {'buy': (user, torch.tensor([0, 1, 0, 2]),
+                     torch.tensor([[3], [2], [1], [3]]))}
+    term = model.auxiliary_loss(emb, graph, batch)['contrastive']
+    strata, _ = user_activity_strata(graph, 3)
+    uniq = torch.tensor([0, 1])
+    views = {b: emb['behaviors'][b][0][uniq] for b in BEHAVIORS}
+    expected = BiasAwareContrastive(weight=0.5)(views, strata[uniq])
+    assert term.item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="'contrastive_users' must be a po"):
+        PluginRecommender(3, 4, BEHAVIORS, contrastive=0.5,
+                          contrastive_users=0)
+
+
 def test_visited_head_scores_visited_pairs_in_repeat_mode(tiny, graph):
     torch.manual_seed(0)
     model = PluginRecommender(3, 4, BEHAVIORS, embedding_dim=4,
