@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.graphrec-installed
 
-.PHONY: demo test lint tune bench-baselines bench-multi bench-speed constraints clean
+.PHONY: demo test lint tune bench-baselines bench-multi bench-speed bench-scaling constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,10 @@ bench-multi: $(STAMP)
 	$(BIN)/python benchmarks/run.py --config benchmarks/configs/multi.json --dataset $(DATASET) --seeds 0 1 2
 
 bench-speed: $(STAMP)
-	$(BIN)/python benchmarks/speed.py --dataset $(DATASET)
+	$(BIN)/python benchmarks/speed.py --dataset $(DATASET) --threads 1
+
+bench-scaling: $(STAMP)
+	$(BIN)/python benchmarks/speed.py --scaling --threads 1
 
 constraints: $(STAMP)
 	{ echo "# Tested pins: pip install -c constraints.txt -e '.[dev]' (regenerate with: make constraints)"; \
