@@ -16,7 +16,11 @@ from graphrec.models.multi import MultiBehaviorRecommender
 from graphrec.nn.causal import LatentScenarios, StratifiedBackdoor
 from graphrec.nn.contrastive import BiasAwareContrastive, quantile_strata
 from graphrec.nn.fusion import MoEFusion
-from graphrec.nn.visited import VisitedAwareHead, visited_share
+from graphrec.nn.visited import (
+    VisitedAwareHead,
+    item_statistics,
+    visited_share,
+)
 
 __all__ = ['PluginRecommender', 'item_popularity_strata',
            'user_activity_strata']
@@ -200,6 +204,11 @@ class PluginRecommender(Recommender):
             head). (default: :obj:`0.1`)
         visited_head (bool): Score the target with the visited-aware head.
             (default: :obj:`False`)
+        item_features (bool): Give the visited-aware head the items' train
+            counts and conversion rates
+            (:func:`~graphrec.nn.visited.item_statistics`), so that its
+            repeat mode can order a user's visited items by how often they
+            convert. (default: :obj:`False`)
         contrastive (float): Weight of the bias-aware contrastive term;
             :obj:`0` turns it off. (default: :obj:`0.0`)
         contrastive_users (int): At most this many of the batch's target
@@ -234,6 +243,7 @@ class PluginRecommender(Recommender):
                  scenario_predict: str = 'assignment', tau: float = 0.1,
                  alpha: float = 0.2, kl_weight: float = 1.0,
                  beta: float = 0.1, visited_head: bool = False,
+                 item_features: bool = False,
                  contrastive: float = 0.0, contrastive_users: int = 1024,
                  chunk_size: int = 256):
         super().__init__(num_users, num_items)
@@ -257,6 +267,9 @@ class PluginRecommender(Recommender):
         if not isinstance(contrastive, (int, float)) or contrastive < 0:
             raise ValueError(f"'contrastive' must be a non-negative weight "
                              f"(got {contrastive!r})")
+        if item_features and not visited_head:
+            raise ValueError("'item_features' feed the visited-aware head; "
+                             "they need visited_head=True")
         if (visited_head or contrastive) and len(behaviors) < 2:
             raise ValueError(f"'visited_head' and 'contrastive' need "
                              f"auxiliary behaviors (got {behaviors!r})")
@@ -296,7 +309,9 @@ class PluginRecommender(Recommender):
                 dim, num_strata, max(dim // 4, 2), scenario_assignment, tau,
                 alpha, kl_weight, beta, scenario_predict)
         if visited_head:
-            self.visited = VisitedAwareHead(dim, len(self.auxiliary))
+            self.visited = VisitedAwareHead(
+                dim, len(self.auxiliary), num_item_features=(
+                    2 * len(self.behaviors) - 1 if item_features else 0))
         if contrastive:
             self.contrastive = BiasAwareContrastive(weight=float(contrastive))
         self.decomposable = bool(
@@ -309,6 +324,7 @@ class PluginRecommender(Recommender):
         self._links: Optional[_Links] = None
         self._repeat: Optional[Tensor] = None
         self._activity: Optional[Tensor] = None
+        self._item_features: Optional[Tensor] = None
 
     # -- construction -------------------------------------------------------
     def _build_backbone(self, backbone, embedding_dim: int, num_layers: int,
@@ -376,6 +392,8 @@ class PluginRecommender(Recommender):
             self.backdoor.set_strata(stratum, prior)
         if isinstance(self.backdoor, LatentScenarios) or self.visited:
             self._repeat = visited_share(graph, self.auxiliary)
+        if self.visited is not None and self.visited.num_item_features:
+            self._item_features = item_statistics(graph)
         if self.contrastive is not None:
             self._activity, _ = user_activity_strata(graph, self.num_strata)
         self._graph = graph
@@ -470,8 +488,11 @@ class PluginRecommender(Recommender):
                                          item_index)
             base = score if base is None else base + score
         if self.visited is not None:
+            feats = (None if self._item_features is None else
+                     self._item_features[item_index])
             base = self.visited(emb['user'][user_index], q,
-                                self._links.pairs(u, item_index), base)
+                                self._links.pairs(u, item_index), base,
+                                item_features=feats)
         return self._adjust_pairs(base, p, q, u, item_index)
 
     def _adjust_pairs(self, base: Tensor, p: Tensor, q: Tensor, u: Tensor,
@@ -508,7 +529,8 @@ class PluginRecommender(Recommender):
             base = score if base is None else base + score
         if self.visited is not None:
             base = self.visited.score_all(p, q, self._links.dense(user_index),
-                                          base)
+                                          base,
+                                          item_features=self._item_features)
         bd = self.backdoor
         if bd is None:
             return base

@@ -21,7 +21,8 @@ from torch import Tensor
 from graphrec.data.graph import BehaviorGraph
 from graphrec.losses import bce_loss
 
-__all__ = ['VisitLinks', 'pair_links', 'visited_share', 'VisitedAwareHead']
+__all__ = ['VisitLinks', 'pair_links', 'visited_share', 'item_statistics',
+           'VisitedAwareHead']
 
 BehaviorSpec = Union[str, Sequence[str]]
 
@@ -228,6 +229,47 @@ def visited_share(graph: BehaviorGraph, behaviors: BehaviorSpec,
     return torch.where(total > 0, share, share.new_full((), fill))
 
 
+def item_statistics(graph: BehaviorGraph, smoothing: float = 10.0,
+                    standardize: bool = True) -> Tensor:
+    r"""Fixed item features from the train graph, :obj:`[I, 2B - 1]` for
+    :math:`B` behaviors: :math:`\log(1 + n^b_i)` for every behavior
+    :math:`b`, then for every auxiliary behavior :math:`a` the log of the
+    smoothed conversion rate into the target :math:`t`,
+
+    .. math::
+        \log \frac{n^t_i + m \bar{c}_a}{n^a_i + m}, \qquad
+        \bar{c}_a = \frac{\sum_i n^t_i}{\sum_i n^a_i},
+
+    with :math:`n^b_i` the number of users with a :math:`b` interaction
+    with item :math:`i` and :math:`m` the smoothing. Counted on the given
+    (train) graph only, so held-out pairs never enter.
+
+    Args:
+        graph (BehaviorGraph): The train graph.
+        smoothing (float, optional): :math:`m \geq 0`. (default: :obj:`10.0`)
+        standardize (bool, optional): Zero mean and unit variance per
+            column. (default: :obj:`True`)
+    """
+    if not isinstance(graph, BehaviorGraph):
+        raise TypeError(f"'graph' must be a BehaviorGraph "
+                        f"(got {type(graph).__name__})")
+    if not smoothing >= 0:
+        raise ValueError(f"'smoothing' must be >= 0 (got {smoothing})")
+    count = {b: torch.bincount(graph.adjacency(b, normalize=False).col,
+                               minlength=graph.num_items).double()
+             for b in graph.behaviors}
+    target = count[graph.target]
+    cols = [torch.log1p(count[b]) for b in graph.behaviors]
+    for b in graph.behaviors[:-1]:
+        rate = target.sum() / count[b].sum().clamp(min=1)
+        cols.append(torch.log((target + smoothing * rate + 1e-12) /
+                              (count[b] + smoothing).clamp(min=1e-12)))
+    out = torch.stack(cols, dim=-1)
+    if standardize:
+        out = (out - out.mean(0)) / out.std(0).clamp(min=1e-12)
+    return out.float()
+
+
 def mixture_logit(intent: Tensor, repeat_score: Tensor, explore_score: Tensor,
                   visited: Tensor) -> Tensor:
     r"""The logit of the visited-aware mixture (see
@@ -304,23 +346,33 @@ class VisitedAwareHead(torch.nn.Module):
             (default: :obj:`32`)
         user_link_weights (bool, optional): Learn the per-user part
             :math:`V p_u` of the link weights. (default: :obj:`True`)
+        num_item_features (int, optional): Size :math:`F` of fixed item
+            features :math:`f_i` (e.g. :func:`item_statistics`) that enter
+            both mode scores linearly, :math:`f_i^\top w^r` and
+            :math:`f_i^\top w^e` (zero-initialised), so that the repeat mode
+            can learn how items convert from a visit into the target;
+            :obj:`0` for none. (default: :obj:`0`)
 
     Example:
         >>> head = VisitedAwareHead(embedding_dim=64, num_links=2)
         >>> logits = head(user, item, links)  # [B], [B, D], [B, A]
     """
     def __init__(self, embedding_dim: int, num_links: int,
-                 hidden_dim: int = 32, user_link_weights: bool = True):
+                 hidden_dim: int = 32, user_link_weights: bool = True,
+                 num_item_features: int = 0):
         super().__init__()
         for name, value, low in (('embedding_dim', embedding_dim, 1),
                                  ('num_links', num_links, 1),
-                                 ('hidden_dim', hidden_dim, 0)):
+                                 ('hidden_dim', hidden_dim, 0),
+                                 ('num_item_features', num_item_features,
+                                  0)):
             if not isinstance(value, int) or isinstance(value, bool) \
                     or value < low:
                 raise ValueError(f"'{name}' must be an int >= {low} "
                                  f"(got {value!r})")
         self.embedding_dim, self.num_links = embedding_dim, num_links
         self.hidden_dim = hidden_dim
+        self.num_item_features = num_item_features
         if hidden_dim:
             self.intent = torch.nn.Sequential(
                 torch.nn.Linear(embedding_dim, hidden_dim), torch.nn.Tanh(),
@@ -336,6 +388,10 @@ class VisitedAwareHead(torch.nn.Module):
         self.link_proj = (torch.nn.Linear(embedding_dim, num_links,
                                           bias=False)
                           if user_link_weights else None)
+        # Row 0 weighs the item features in repeat mode, row 1 in explore.
+        self.feature_weight = (torch.nn.Parameter(
+            torch.empty(2, num_item_features)) if num_item_features else
+                               None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -353,6 +409,8 @@ class VisitedAwareHead(torch.nn.Module):
         torch.nn.init.zeros_(self.link_weight)
         if self.link_proj is not None:
             torch.nn.init.zeros_(self.link_proj.weight)
+        if self.feature_weight is not None:
+            torch.nn.init.zeros_(self.feature_weight)
 
     # ------------------------------------------------------------------
     def intent_logit(self, user: Tensor) -> Tensor:
@@ -385,7 +443,24 @@ class VisitedAwareHead(torch.nn.Module):
             raise ValueError(f"'links' must have shape {want} "
                              f"(got {list(links.shape)})")
 
-    def _scores(self, user: Tensor, item: Tensor, links: Tensor
+    def _feature_scores(self, features: Optional[Tensor],
+                        shape: Sequence[int]) -> Tuple[Tensor, Tensor]:
+        # The repeat and explore terms f_i^T w_r, f_i^T w_e ([*shape]).
+        if self.feature_weight is None:
+            if features is not None:
+                raise ValueError("'item_features' given, but the head was "
+                                 "built with num_item_features=0")
+            return 0.0, 0.0
+        want = list(shape) + [self.num_item_features]
+        if features is None or list(features.shape) != want:
+            got = None if features is None else list(features.shape)
+            raise ValueError(f"'item_features' must have shape {want} "
+                             f"(got {got})")
+        out = features.matmul(self.feature_weight.t())
+        return out[..., 0], out[..., 1]
+
+    def _scores(self, user: Tensor, item: Tensor, links: Tensor,
+                features: Optional[Tensor] = None
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         self._check_user(user)
         B, D = user.shape
@@ -403,13 +478,15 @@ class VisitedAwareHead(torch.nn.Module):
             raise ValueError(f"'item' must have shape [{B}, {D}] or "
                              f"[{B}, K, {D}] (got {list(item.shape)})")
         self._check_links(links, item.shape[:-1])
+        f_r, f_e = self._feature_scores(features, item.shape[:-1])
         repeat = (dot(self.repeat_weight) + (links * coef).sum(-1)
-                  + self.repeat_bias)
-        explore = dot(self.explore_weight) + self.explore_bias
+                  + self.repeat_bias + f_r)
+        explore = dot(self.explore_weight) + self.explore_bias + f_e
         return intent, repeat, explore, links.amax(dim=-1) > 0
 
     def forward(self, user: Tensor, item: Tensor, links: Tensor,
-                base: Optional[Tensor] = None) -> Tensor:
+                base: Optional[Tensor] = None,
+                item_features: Optional[Tensor] = None) -> Tensor:
         r"""The logit of :math:`P(y_{ui} = 1)` for given pairs.
 
         Args:
@@ -420,16 +497,21 @@ class VisitedAwareHead(torch.nn.Module):
             base (Tensor, optional): A score of the same pairs from another
                 module (e.g. a fused or cascaded logit), added to both
                 :math:`s^r` and :math:`s^e`. (default: :obj:`None`)
+            item_features (Tensor, optional): The items' features
+                :obj:`[B, F]` or :obj:`[B, K, F]`, needed when the head
+                has :obj:`num_item_features > 0`. (default: :obj:`None`)
 
         Returns:
             Logits :obj:`[B]` or :obj:`[B, K]`.
         """
-        intent, repeat, explore, visited = self._scores(user, item, links)
+        intent, repeat, explore, visited = self._scores(user, item, links,
+                                                        item_features)
         if base is not None:
             repeat, explore = repeat + base, explore + base
         return mixture_logit(intent, repeat, explore, visited)
 
-    def components(self, user: Tensor, item: Tensor, links: Tensor
+    def components(self, user: Tensor, item: Tensor, links: Tensor,
+                   item_features: Optional[Tensor] = None
                    ) -> Dict[str, Tensor]:
         r"""The parts of the mixture for given pairs, as probabilities:
         :obj:`'repeat'` :math:`P(r \mid u)`, :obj:`'explore'` :math:`P(e
@@ -437,7 +519,8 @@ class VisitedAwareHead(torch.nn.Module):
         :math:`P(y \mid r)`, :obj:`'given_explore'` :math:`P(y \mid e)`,
         :obj:`'visited'` and :obj:`'prob'` :math:`P(y = 1)`.
         """
-        intent, repeat, explore, visited = self._scores(user, item, links)
+        intent, repeat, explore, visited = self._scores(user, item, links,
+                                                        item_features)
         p_r = torch.sigmoid(intent).expand_as(repeat)
         p_yr, p_ye = torch.sigmoid(repeat), torch.sigmoid(explore)
         prob = torch.where(visited, p_r * p_yr, (1 - p_r) * p_ye)
@@ -445,7 +528,8 @@ class VisitedAwareHead(torch.nn.Module):
                 'given_explore': p_ye, 'visited': visited, 'prob': prob}
 
     def score_all(self, user: Tensor, item: Tensor, links: Tensor,
-                  base: Optional[Tensor] = None) -> Tensor:
+                  base: Optional[Tensor] = None,
+                  item_features: Optional[Tensor] = None) -> Tensor:
         r"""The logits of every user against every item, equal to
         :meth:`forward` on each pair, by two matrix products plus
         elementwise work.
@@ -457,6 +541,8 @@ class VisitedAwareHead(torch.nn.Module):
                 (:meth:`VisitLinks.dense`).
             base (Tensor, optional): Scores :obj:`[B, I]` added to both mode
                 scores, as in :meth:`forward`. (default: :obj:`None`)
+            item_features (Tensor, optional): Features of all items
+                :obj:`[I, F]`. (default: :obj:`None`)
 
         Returns:
             Logits :obj:`[B, I]`.
@@ -473,6 +559,9 @@ class VisitedAwareHead(torch.nn.Module):
         repeat = repeat.squeeze(-1)
         explore = torch.addmm(self.explore_bias, user * self.explore_weight,
                               item.t())
+        f_r, f_e = self._feature_scores(item_features, item.shape[:-1])
+        if self.feature_weight is not None:
+            repeat, explore = repeat + f_r, explore + f_e
         if base is not None:
             repeat, explore = repeat + base, explore + base
         visited = links.amax(dim=-1) > 0

@@ -119,6 +119,7 @@ PLUGINS = [
     {'backdoor': 'latent', 'scenario_assignment': 'hard'},
     {'fusion': 'moe', 'gate': 'pair', 'backdoor': 'popularity'},
     {'visited_head': True},
+    {'visited_head': True, 'item_features': True},
     {'contrastive': 0.5},
     {'visited_head': True, 'backdoor': 'latent', 'contrastive': 0.1},
     {'fusion': 'moe', 'gate': 'pair', 'visited_head': True},
@@ -260,6 +261,8 @@ def test_plugin_input_errors(tiny, graph):
         make(backdoor='front')
     with pytest.raises(ValueError, match="'chunk_size' must be a positive"):
         make(chunk_size=0)
+    with pytest.raises(ValueError, match="need visited_head=True"):
+        make(item_features=True)
     with pytest.raises(TypeError, match="'visited_head' must be a bool"):
         make(visited_head=1)
     with pytest.raises(ValueError, match="'contrastive' must be a non-neg"):

@@ -8,6 +8,7 @@ from graphrec.losses import bce_loss
 from graphrec.nn.visited import (
     VisitedAwareHead,
     VisitLinks,
+    item_statistics,
     mixture_logit,
     pair_links,
     visited_share,
@@ -269,6 +270,65 @@ def test_score_all_equals_forward_for_every_pair(graph, device):
                           atol=1e-5)
     part = head.score_all(user[1:], item, dense[1:])
     assert torch.allclose(part, got[1:], atol=1e-6)
+
+
+def test_item_statistics_by_hand(graph):
+    # view counts per item 1, 2, 1, 1; cart 1, 1, 0, 1; buy 1, 1, 1, 0
+    raw = item_statistics(graph, smoothing=2.0, standardize=False).double()
+    assert raw.shape == (4, 5)
+    log1p = torch.log1p(torch.tensor([[1.0, 1, 1], [2, 1, 1], [1, 0, 1],
+                                      [1, 1, 0]], dtype=torch.double))
+    assert torch.allclose(raw[:, :3], log1p, atol=1e-6)
+    # conversion view -> buy: rate 3/5; cart -> buy: rate 3/3
+    buy = torch.tensor([1.0, 1, 1, 0], dtype=torch.double)
+    view = torch.tensor([1.0, 2, 1, 1], dtype=torch.double)
+    cart = torch.tensor([1.0, 1, 0, 1], dtype=torch.double)
+    assert torch.allclose(raw[:, 3], torch.log((buy + 2 * 0.6) / (view + 2)),
+                          atol=1e-6)
+    assert torch.allclose(raw[:, 4], torch.log((buy + 2.0) / (cart + 2)),
+                          atol=1e-6)
+    std = item_statistics(graph, smoothing=2.0)
+    assert torch.allclose(std.mean(0), torch.zeros(5), atol=1e-6)
+    assert torch.allclose(std.std(0), torch.ones(5), atol=1e-5)
+    with pytest.raises(ValueError, match="'smoothing' must be >= 0"):
+        item_statistics(graph, smoothing=-1.0)
+
+
+def test_item_features_enter_both_modes_linearly(graph):
+    torch.manual_seed(0)
+    head = VisitedAwareHead(5, 2, hidden_dim=3, num_item_features=3)
+    user, item = torch.randn(3, 5), torch.randn(4, 5)
+    links = VisitLinks(graph, ['view', 'cart'])(torch.tensor([2, 0, 1]))
+    feats = torch.randn(4, 3)
+    # zero-initialised: exactly the head without features
+    plain = VisitedAwareHead(5, 2, hidden_dim=3)
+    plain.load_state_dict({k: v for k, v in head.state_dict().items()
+                           if k != 'feature_weight'})
+    assert torch.equal(head.score_all(user, item, links,
+                                      item_features=feats),
+                       plain.score_all(user, item, links))
+    with torch.no_grad():
+        head.feature_weight.copy_(torch.tensor([[1.0, -2.0, 0.5],
+                                                [0.0, 3.0, -1.0]]))
+    got = head.score_all(user, item, links, item_features=feats)
+    intent = plain.intent_logit(user).unsqueeze(-1)
+    repeat = ((user * plain.repeat_weight) @ item.t() +
+              (links * plain.link_weights(user)[:, None]).sum(-1) +
+              plain.repeat_bias + feats @ torch.tensor([1.0, -2.0, 0.5]))
+    explore = ((user * plain.explore_weight) @ item.t() +
+               plain.explore_bias + feats @ torch.tensor([0.0, 3.0, -1.0]))
+    want = mixture_logit(intent, repeat, explore, links.amax(-1) > 0)
+    assert torch.allclose(got, want, atol=1e-5)
+    # pairs agree with all-item scoring; the weights get a gradient
+    items = torch.arange(4).expand(3, 4)
+    pairs = head(user, item[items], links, item_features=feats[items])
+    assert torch.allclose(pairs, got, atol=1e-5)
+    pairs.sum().backward()
+    assert head.feature_weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="'item_features' must have shape"):
+        head.score_all(user, item, links)
+    with pytest.raises(ValueError, match='num_item_features=0'):
+        plain.score_all(user, item, links, item_features=feats)
 
 
 def test_mixture_gradcheck_float64():
