@@ -51,6 +51,11 @@ def main(argv=None):
     parser.add_argument('--report-only', action='store_true',
                         help='train nothing; rewrite the page from the '
                         'JSONL rows (after runs split across processes)')
+    parser.add_argument('--compare', nargs='+', default=[],
+                        metavar='JSONL', help='rows of other configs run in '
+                        'this harness (e.g. docs/results/baselines.jsonl) '
+                        'shown on the page and in its significance tests; '
+                        'their baselines count as baselines')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default); '
                         'use 1 per job when running two jobs on 2 cores')
@@ -81,9 +86,15 @@ def main(argv=None):
 
     rows = [r for r in read_jsonl(results) if r['dataset'] == dataset.name
             and r.get('label') in specs]
+    for other in args.compare:
+        # Rows of another config for this dataset, unless this config has a
+        # model under the same label (its own rows win).
+        rows += [r for r in read_jsonl(other) if r['dataset'] ==
+                 dataset.name and r.get('label') not in specs]
     command = (f'python benchmarks/run.py --config benchmarks/configs/'
                f'{path.name} --dataset {args.dataset} --seeds '
-               f'{" ".join(map(str, args.seeds))}')
+               f'{" ".join(map(str, args.seeds))}' +
+               ''.join(f' --compare {c}' for c in args.compare))
     tuned_note = (f'Hyperparameters chosen on validation by '
                   f'`benchmarks/tune.py` ({tuned.name}).' if tuned else
                   'Hyperparameters: the config file as written.')
