@@ -506,8 +506,9 @@ def scaling_page(args) -> None:
     series = {
         'degree': ('nodes grow with the edges (user degree 25, item '
                    'degree 50)', {}),
-        'nodes': (f'fixed node set (that of the {float(smallest):g}-edge '
-                  f'graph), degrees grow with the edges',
+        'nodes': (f'fixed node set (that of the '
+                  f'{int(float(smallest)):,}-edge graph), degrees grow with '
+                  f'the edges',
                   {'nodes_of': smallest}),
     }
     results = {}
