@@ -64,7 +64,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     path = Path(args.config)
-    _, specs, tuned = load_config(path, args.dataset)
+    config, specs, tuned = load_config(path, args.dataset)
     results = Path(args.results or ROOT / 'docs' / 'results' /
                    f'{path.stem}.jsonl')
     labels = args.models or list(specs)
@@ -104,6 +104,11 @@ def main(argv=None):
              'train purchases of the recommended items; `tail_share@10`: '
              'share of recommendations outside the 20% most bought items.',
              '', published_table(dataset.name)]
+    # The config's own notes for this dataset (e.g. why a reproduction
+    # falls short), kept in the config so that a rebuild keeps them.
+    note = config.get('notes', {}).get(dataset.name)
+    if note:
+        notes += ['', note if isinstance(note, str) else '\n'.join(note)]
     out = bench_page(rows, args.pages, f'{path.stem}-{dataset.name}',
                      f'{path.stem} on {dataset.name}', command, notes=notes)
     print(f'wrote {out}', file=sys.stderr)
