@@ -181,7 +181,7 @@ def cmd_train(args) -> int:
 
 
 def _train(args) -> int:
-    from graphrec.train.distributed import is_main_process
+    from graphrec.train.distributed import is_main_process, world_size
     from graphrec.train.experiment import run_experiment
     from graphrec.train.records import atomic_torch_save
     from graphrec.train.trainer import TrainingInterrupted
@@ -200,8 +200,12 @@ def _train(args) -> int:
             print(f'an "interrupted" row was appended to {args.results}',
                   file=sys.stderr)
         if e.checkpoint is not None:
-            print(f'resume with: {resume_command(args, out)}',
-                  file=sys.stderr)
+            command = resume_command(args, out)
+            if world_size() > 1:  # started by torchrun: resume the same way
+                command = command.replace(
+                    'graphrec ', f'torchrun --nproc_per_node {world_size()} '
+                    f'-m graphrec.cli ', 1)
+            print(f'resume with: {command}', file=sys.stderr)
         return e.exit_code
     model = row.pop('_model')
     if not is_main_process():
