@@ -45,15 +45,23 @@ def make_data():
                                            views_per_user=6, seed=2))
 
 
-def train(case: int, out_dir=None):
+def train(case: int, out_dir=None, resume=False, **overrides):
     name, kwargs, config = CASES[case]
     data = make_data()
     seed_everything(0)
     net = build_model(name, data.num_users, data.num_items, data.behaviors,
                       **kwargs)
-    trainer = make_trainer(net, data, TrainConfig(**COMMON, **config),
+    trainer = make_trainer(net, data,
+                           TrainConfig(**{**COMMON, **config, **overrides}),
                            out_dir=out_dir)
-    result = trainer.fit()
+    epoch, trainer.epochs_trained = trainer.train_epoch, 0
+
+    def counted():
+        trainer.epochs_trained += 1
+        return epoch()
+
+    trainer.train_epoch = counted
+    result = trainer.fit(resume=resume)
     return trainer, result
 
 
@@ -69,6 +77,12 @@ def worker(rank: int, world: int, init: str, out: str):
             states.append({'state': trainer.model.state_dict(),
                            'history': result.history,
                            'files': sorted(os.listdir(f'{out}/run{case}'))})
+        # One epoch, then resumed from rank 0's last.pt to the second.
+        train(0, out_dir=f'{out}/resume', epochs=1)
+        trainer, result = train(0, out_dir=f'{out}/resume', resume=True)
+        states.append({'state': trainer.model.state_dict(),
+                       'history': result.history,
+                       'epochs_trained': trainer.epochs_trained})
         torch.save(states, f'{out}/rank{rank}.pt')
     finally:
         dist.destroy_process_group()
@@ -97,6 +111,7 @@ def test_shard_bounds():
 
 
 def test_ranks_stay_identical(two_ranks):
+    assert len(two_ranks[0]) == len(CASES) + 1
     for a, b in zip(*two_ranks):
         assert a['state'].keys() == b['state'].keys()
         for key in a['state']:
@@ -123,6 +138,15 @@ def test_matches_one_process_with_the_same_global_batch(two_ranks, case):
     for ours, theirs in zip(ddp['history'], result.history):
         assert ours['loss'] == pytest.approx(theirs['loss'], rel=1e-5)
         assert ours['ndcg@10'] == pytest.approx(theirs['ndcg@10'], abs=1e-6)
+
+
+def test_resume_is_bit_identical(two_ranks):
+    for states in two_ranks:
+        resumed, straight = states[-1], states[0]
+        assert resumed['epochs_trained'] == 1  # epoch 2 only
+        for key, value in straight['state'].items():
+            assert torch.equal(resumed['state'][key], value), key
+        assert resumed['history'] == straight['history']
 
 
 def test_only_rank_zero_writes_checkpoints(two_ranks):
