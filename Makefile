@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.graphrec-installed
 
-.PHONY: demo test lint tune bench-baselines bench-multi bench-speed bench-scaling constraints clean
+.PHONY: demo test lint tune bench-baselines bench-multi bench-full ablate-tmall ablate-retailrocket bench-speed bench-scaling constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,18 @@ bench-baselines: $(STAMP)
 
 bench-multi: $(STAMP)
 	$(BIN)/python benchmarks/run.py --config benchmarks/configs/multi.json --dataset $(DATASET) --seeds 0 1 2
+
+# The full model beside the other configs' rows (run bench-baselines and
+# bench-multi first for the comparison and the significance tests).
+bench-full: $(STAMP)
+	$(BIN)/python benchmarks/run.py --config benchmarks/configs/full.json --dataset $(DATASET) --seeds 0 1 2 --threads 1 --compare docs/results/baselines.jsonl docs/results/multi.jsonl
+
+# Ablations of the full model, as on docs/results/ablation-causal_cascade-*.md.
+ablate-tmall: $(STAMP)
+	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset tmall --seeds 0 1 --epochs 10 --threads 1 --results docs/results/ablation.jsonl --ablations no_visited_head no_item_features no_cascade_heads mean_fusion no_backdoor no_contrastive --graph 'behaviors=view+buy' 'view@0.5'
+
+ablate-retailrocket: $(STAMP)
+	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset retailrocket --seeds 0 1 2 --threads 1 --results docs/results/ablation-retailrocket.jsonl --ablations no_visited_head no_item_features no_cascade_heads mean_fusion no_fusion no_backdoor no_contrastive no_cascade backbone_lightgcn backbone_mf
 
 bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/speed.py --dataset $(DATASET) --threads 1
