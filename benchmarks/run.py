@@ -86,11 +86,15 @@ def main(argv=None):
 
     rows = [r for r in read_jsonl(results) if r['dataset'] == dataset.name
             and r.get('label') in specs]
+    split = dataset.info.get('split')
     for other in args.compare:
         # Rows of another config for this dataset, unless this config has a
         # model under the same label (its own rows win).
+        # Only rows of the same data files: same checksum and split.
         rows += [r for r in read_jsonl(other) if r['dataset'] ==
-                 dataset.name and r.get('label') not in specs]
+                 dataset.name and r.get('label') not in specs
+                 and r.get('checksum') == dataset.checksum
+                 and r.get('split') == split]
     command = (f'python benchmarks/run.py --config benchmarks/configs/'
                f'{path.name} --dataset {args.dataset} --seeds '
                f'{" ".join(map(str, args.seeds))}' +

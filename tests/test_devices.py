@@ -2,9 +2,9 @@ r"""CPU/GPU parity: propagation, every backbone's forward and scores,
 full-ranking evaluation and training steps agree within 1e-5 between the
 CPU and each accelerator of :data:`graphrec.testing.DEVICES`.
 
-Without a GPU every case here is skipped (the parameter lists are empty);
-on a GPU machine they run automatically. :func:`check_*` are plain
-functions so that they can be run against ``'cpu'`` itself as a check of
+Without a GPU the parity cases are skipped (the parameter lists are
+empty); on a GPU machine they run automatically. :func:`check_*` are plain
+functions, also run against ``'cpu'`` itself on every machine as a check of
 the test code.
 """
 import copy
@@ -133,3 +133,11 @@ def test_cli_trains_on_the_device(tmp_path, device):
                  '--device', device, '--out', str(out), '--results',
                  str(tmp_path / 'rows.jsonl')])
     assert code == 0 and (out / 'model.pt').exists()
+
+
+# The checks themselves, against the CPU: they run everywhere, so the code
+# that the GPU cases use is exercised on every machine.
+def test_checks_run_cpu_against_cpu(data):
+    check_propagation('cpu')
+    check_forward_and_evaluation(data, 'causal_cascade', 'cpu')
+    check_training(data, 'cpu')

@@ -314,6 +314,7 @@ def evaluate_ranking(
     num_items = _check_positive_int('num_items', num_items)
     ks = _check_ks(ks)
     chunk_size = _check_chunk_size(chunk_size)
+    memory_budget = _check_positive_int('memory_budget', memory_budget)
     if chunk_size == 'auto':
         chunk_size = auto_chunk_size(num_items, memory_budget)
     tail_fraction = _check_tail_fraction(tail_fraction)

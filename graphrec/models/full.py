@@ -20,10 +20,10 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
                   visited_head: bool = True, item_features: bool = True,
                   contrastive: float = 0.05,
                   **plugin_kwargs: Any) -> PluginRecommender:
-    r"""Cascade encoder, causal aggregation weights, mixture-of-experts
-    fusion with backdoor adjustment, visited-aware head, bias-aware
-    contrastive alignment and NMTR's cascaded heads, as one
-    :class:`~graphrec.models.plugins.PluginRecommender`.
+    r"""Cascade encoder, mixture-of-experts fusion with backdoor
+    adjustment, visited-aware head, bias-aware contrastive alignment and
+    NMTR's cascaded heads, with causal aggregation weights (CAGED) one
+    argument away, as one :class:`~graphrec.models.plugins.PluginRecommender`.
 
     The parts and their papers:
 
@@ -31,9 +31,12 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
       each stage starting from the previous stage's output with a residual
       (MB-CGCN, Cheng et al., SIGIR 2023; CRGCN, Yan et al., TOIS 2023), on
       SpMM (:class:`~graphrec.nn.encoders.CascadeEncoder`);
-    - **edge weights** (:obj:`edge_weights='caged'`): learned, popularity-
-      debiased aggregation weights from a conditional VAE per behavior,
-      refreshed on validation (CAGED, Que et al.);
+    - **edge weights** (:obj:`edge_weights='caged'`, off by default):
+      learned, popularity-debiased aggregation weights from a conditional
+      VAE per behavior, refreshed on validation (CAGED, Que et al.); off
+      by default because on the benchmarks here it cost several times the
+      cascade's epoch time for no gain (``docs/results/caged-*.md``; the
+      ``with_caged`` ablation turns it on);
     - **cascaded heads** (:obj:`cascade_heads`): each behavior's logit adds
       an interaction term and an item bias to the logit of the behavior
       before it (NMTR, Gao et al., ICDE 2019), trained multi-task through

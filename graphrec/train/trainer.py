@@ -392,8 +392,10 @@ class Trainer:
                           self.optimizer.state_dict()),
             'generator': self.generator.get_state(),
             'torch_rng': torch.get_rng_state(),
-            'cuda_rng': (torch.cuda.get_rng_state_all()
-                         if torch.cuda.is_available() else None),
+            # The training device's CUDA stream only: under torchrun each
+            # rank has its own device, and rank 0 writes the checkpoint.
+            'cuda_rng': (torch.cuda.get_rng_state(self.device)
+                         if self.device.type == 'cuda' else None),
             'python_rng': random.getstate(),
             'numpy_rng': np.random.get_state(),
             'result': result,
@@ -424,8 +426,12 @@ class Trainer:
         self.optimizer.load_state_dict(state['optimizer'])
         self.generator.set_state(state['generator'])
         torch.set_rng_state(state['torch_rng'])
-        if state.get('cuda_rng') is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['cuda_rng'])
+        cuda_rng = state.get('cuda_rng')
+        if isinstance(cuda_rng, (list, tuple)):  # older checkpoints
+            if torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(cuda_rng)
+        elif cuda_rng is not None and self.device.type == 'cuda':
+            torch.cuda.set_rng_state(cuda_rng, self.device)
         if state.get('python_rng') is not None:
             random.setstate(state['python_rng'])
         if state.get('numpy_rng') is not None:

@@ -69,6 +69,16 @@ def worker(rank: int, world: int, init: str, out: str):
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=init, rank=rank,
                             world_size=world)
+    # Count this rank's checkpoint writes (both ranks share the folders, so
+    # their listings alone cannot tell who wrote).
+    import graphrec.train.trainer as trainer_module
+    saves, save = [], trainer_module.atomic_torch_save
+
+    def counted_save(obj, path, *args, **kwargs):
+        saves.append(str(path))
+        return save(obj, path, *args, **kwargs)
+
+    trainer_module.atomic_torch_save = counted_save
     try:
         states = []
         for case in range(len(CASES)):
@@ -76,7 +86,8 @@ def worker(rank: int, world: int, init: str, out: str):
             assert isinstance(trainer, DistributedTrainer)
             states.append({'state': trainer.model.state_dict(),
                            'history': result.history,
-                           'files': sorted(os.listdir(f'{out}/run{case}'))})
+                           'files': sorted(os.listdir(f'{out}/run{case}')),
+                           'saves': len(saves)})
         # One epoch, then resumed from rank 0's last.pt to the second.
         train(0, out_dir=f'{out}/resume', epochs=1)
         trainer, result = train(0, out_dir=f'{out}/resume', resume=True)
@@ -152,6 +163,8 @@ def test_resume_is_bit_identical(two_ranks):
 def test_only_rank_zero_writes_checkpoints(two_ranks):
     files = two_ranks[0][0]['files']
     assert 'last.pt' in files and 'best.pt' in files
+    assert two_ranks[0][0]['saves'] > 0
+    assert two_ranks[1][0]['saves'] == 0
 
 
 def test_distributed_trainer_needs_a_process_group():
