@@ -52,7 +52,8 @@ from graphrec.train.trainer import TrainConfig  # noqa: E402
 
 
 def train(label, settings, dataset, seed, epochs):
-    model, kwargs, cfg = settings[label]
+    spec = settings[label]
+    model, kwargs, cfg = spec.model, spec.kwargs, spec.train
     if epochs is not None:
         cfg = {**cfg, 'epochs': epochs}
     row = run_experiment(model, dataset, kwargs,
