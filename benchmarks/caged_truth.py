@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from graphrec.data.graph import BehaviorGraph
 from graphrec.data.split import carve_validation
 from graphrec.datasets.synthetic import make_synthetic, true_preference
 from graphrec.eval import Evaluator
@@ -96,7 +97,7 @@ def run_one(label: str, dataset, seed: int) -> dict:
     result = Trainer(model, dataset, cfg).fit()
     seconds = time.perf_counter() - t0
     model.eval()
-    graph = Trainer(model, dataset, cfg).graph  # the same train graph
+    graph = BehaviorGraph.from_dataset(dataset)  # the trainer's graph
     evaluator = Evaluator(ks=(10, ))
     with torch.no_grad():
         score_fn = model.score_fn(graph)

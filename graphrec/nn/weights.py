@@ -226,13 +226,16 @@ class ConditionalVAE(torch.nn.Module):
 
 class EdgeCVAE(torch.nn.Module):
     r"""The two conditional VAEs of one edge set: item given user and user
-    given item. The negative ELBO of edge :math:`(u, i)` is the mean of the
-    two directions',
+    given item. It returns the unweighted terms of both directions; their
+    plain sum is the negative ELBO the VAEs train on, and the weighted energy
 
     .. math::
         \mathcal{L}_{ui} = \tfrac{1}{2}\big(a\, \mathrm{rec}(x_i \mid e_u)
         + \beta\, \mathrm{KL}(x_i \mid e_u) + a\, \mathrm{rec}(x_u \mid e_i)
-        + \beta\, \mathrm{KL}(x_u \mid e_i)\big).
+        + \beta\, \mathrm{KL}(x_u \mid e_i)\big)
+
+    is what the edge scores :math:`\exp(-\mathcal{L}_{ui})` use
+    (:class:`CAGED`'s :obj:`a` and :obj:`beta`).
 
     Args:
         embedding_dim (int): Embedding size :math:`D`.
