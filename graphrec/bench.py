@@ -145,8 +145,8 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
                 if key in done:
                     rows.append(done[key])
                     continue
-                cfg = TrainConfig(**{**spec.train, 'seed': seed,
-                                     'progress': progress})
+                cfg = TrainConfig(**{**_train_for(spec.train, data),
+                                     'seed': seed, 'progress': progress})
                 per_user = store / f'{data.name}-{spec.label}-{key_spec}-s' \
                     f'{seed}.pt'
                 row = run_experiment(spec.model, data, spec.kwargs, cfg,
@@ -162,6 +162,18 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
                     f"{row['epoch_seconds']:.2f} s/epoch)")
                 rows.append(row)
     return rows
+
+
+def _train_for(train: dict, data) -> dict:
+    r"""The training settings for :obj:`data`: a graph ablation that drops
+    behaviors (e.g. ``behaviors=view+buy``) drops their multi-task weights
+    too, so the same config runs on the reduced graph.
+    """
+    weights = train.get('behavior_weights')
+    if not weights:
+        return train
+    kept = {b: w for b, w in weights.items() if b in data.behaviors}
+    return {**train, 'behavior_weights': kept or None}
 
 
 def _per_user(rows: Sequence[dict], metric: str):

@@ -114,3 +114,18 @@ def test_bench_and_ablate_commands_write_pages(config, tmp_path, capsys):
                  '--dataset', 'synthetic', '--ablations', 'nope',
                  '--pages', str(pages)]) == 2
     assert 'unknown ablations' in capsys.readouterr().err
+
+
+def test_behavior_subset_drops_the_removed_behaviors_weights(tmp_path):
+    # A multi-task model of view, cart and buy under the graph ablation
+    # 'behaviors=view+buy': the cart weight goes, the run goes through.
+    spec = RunSpec('nmtr', 'nmtr', {'embedding_dim': 8},
+                   {'epochs': 1, 'batch_size': 1024, 'loss': 'bce',
+                    'behavior_weights': {'view': 0.5, 'cart': 0.5,
+                                         'buy': 1.0}},
+                   transforms=('behaviors=view+buy', ))
+    rows = run_grid([spec], ['synthetic'], [0], tmp_path / 'rows.jsonl',
+                    progress=False, log=lambda line: None)
+    assert rows[0]['transforms'] == ['behaviors=view+buy']
+    assert rows[0]['config']['behavior_weights'] == {'view': 0.5,
+                                                     'buy': 1.0}
