@@ -29,7 +29,7 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
 
     - **encoder** (:obj:`'cascade'`): behaviors propagate in cascade order,
       each stage starting from the previous stage's output with a residual
-      (MB-CGCN, Cheng et al., SIGIR 2023; CRGCN, Yan et al., TOIS 2023), on
+      (MB-CGCN, Cheng et al., WWW 2023; CRGCN, Yan et al., TOIS 2023), on
       SpMM (:class:`~graphrec.nn.encoders.CascadeEncoder`);
     - **edge weights** (:obj:`edge_weights='caged'`, off by default):
       learned, popularity-debiased aggregation weights from a conditional
