@@ -265,7 +265,7 @@ def item_statistics(graph: BehaviorGraph, smoothing: float = 10.0,
         cols.append(torch.log((target + smoothing * rate + 1e-12) /
                               (count[b] + smoothing).clamp(min=1e-12)))
     out = torch.stack(cols, dim=-1)
-    if standardize:
+    if standardize and out.size(0) > 1:  # one item: nothing to scale
         out = (out - out.mean(0)) / out.std(0).clamp(min=1e-12)
     return out.float()
 
