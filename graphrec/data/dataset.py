@@ -213,11 +213,16 @@ class MultiBehaviorDataset:
             'test': int(self.test.size(1)),
         }
         n = self.num_items
-        if self.auxiliary and self.test.numel() > 0:
+        if self.auxiliary:
+            # Shares of target pairs already viewed/carted in train: a test
+            # far from train's says the release treats them differently.
             aux = torch.cat([pair_keys(self.train[b], n)
                              for b in self.auxiliary])
-            out['test_visited_share'] = float(
-                torch.isin(pair_keys(self.test, n), aux).float().mean())
+            for key, pairs in (('train', self.train[self.target]),
+                               ('test', self.test)):
+                if pairs.numel() > 0:
+                    out[f'{key}_visited_share'] = float(torch.isin(
+                        pair_keys(pairs, n), aux).float().mean())
         if self.checksum is not None:
             out['checksum'] = self.checksum
         return out

@@ -111,3 +111,5 @@ def test_stats(tiny):
     assert stats['test'] == 3
     # only u2-i3 of the 3 test pairs was viewed in train
     assert stats['test_visited_share'] == pytest.approx(1 / 3)
+    # train buys u0-i1 and u1-i2 were viewed, u2-i0 was not
+    assert stats['train_visited_share'] == pytest.approx(2 / 3)
