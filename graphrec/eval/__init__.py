@@ -1,5 +1,6 @@
 """Full-ranking evaluation, masking policies and pointwise metrics."""
 from graphrec.eval.evaluator import (
+    DotProductScores,
     Evaluator,
     MaskingPolicy,
     auto_chunk_size,
@@ -8,6 +9,7 @@ from graphrec.eval.evaluator import (
 from graphrec.eval.metrics import auc, gauc, logloss, ranking_metrics
 
 __all__ = [
+    'DotProductScores',
     'Evaluator',
     'MaskingPolicy',
     'evaluate_ranking',

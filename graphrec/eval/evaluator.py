@@ -17,7 +17,7 @@ from graphrec.data.dataset import MultiBehaviorDataset, pair_keys
 from graphrec.eval.metrics import _check_ks, ranking_metrics
 
 __all__ = ['evaluate_ranking', 'MaskingPolicy', 'Evaluator',
-           'auto_chunk_size']
+           'DotProductScores', 'auto_chunk_size']
 
 ScoreFn = Callable[[Tensor], Tensor]
 
@@ -73,6 +73,68 @@ def auto_chunk_size(num_items: int,
     return max(1, memory_budget // (num_items * bytes_per_score))
 
 
+class DotProductScores:
+    r"""The scores :math:`S = U_{\mathcal{B}} I^\top` of a decomposable
+    model as a :obj:`score_fn` that can write into a given buffer.
+
+    Called as :obj:`fn(user_index)` it returns a new :obj:`[B, I]` tensor,
+    like any :obj:`score_fn`; :func:`evaluate_ranking` calls it as
+    :obj:`fn(user_index, out=buffer)` with one buffer reused by every
+    chunk, which saves allocating (and the kernel zero-filling) a fresh
+    block of :math:`B \times I` scores per chunk, about a third of the
+    time of a full-ranking evaluation on CPU.
+
+    Args:
+        user (Tensor): User embeddings :obj:`[U, D]`.
+        item (Tensor): Item embeddings :obj:`[I, D]`, on the same device and
+            of the same dtype.
+
+    Example:
+        >>> fn = DotProductScores(torch.eye(2), torch.tensor([[1., 2.]]))
+        >>> fn(torch.tensor([1]))
+        tensor([[2.]])
+    """
+    #: :func:`evaluate_ranking` may pass :obj:`out=`.
+    accepts_out = True
+
+    def __init__(self, user: Tensor, item: Tensor):
+        for name, x in (('user', user), ('item', item)):
+            if not isinstance(x, Tensor) or x.dim() != 2:
+                got = (f'shape {list(x.shape)}' if isinstance(x, Tensor)
+                       else type(x).__name__)
+                raise ValueError(f"'{name}' must be a 2-D tensor [N, D] "
+                                 f"(got {got})")
+        if user.size(1) != item.size(1):
+            raise ValueError(f"'user' and 'item' must have the same "
+                             f"embedding size (got {user.size(1)} and "
+                             f"{item.size(1)})")
+        if user.device != item.device or user.dtype != item.dtype:
+            raise ValueError(f"'user' and 'item' must share device and "
+                             f"dtype (got {user.device}/{user.dtype} and "
+                             f"{item.device}/{item.dtype})")
+        self.user = user.detach()
+        self.item = item.detach()
+
+    @property
+    def num_items(self) -> int:
+        r"""The number of items :math:`I`."""
+        return self.item.size(0)
+
+    def __call__(self, user_index: Tensor,
+                 out: Optional[Tensor] = None) -> Tensor:
+        r"""Scores :obj:`[B, I]` of the users :obj:`user_index` :obj:`[B]`,
+        written into :obj:`out` when given.
+        """
+        user = self.user[user_index.to(self.user.device)]
+        if out is None:
+            return user @ self.item.t()
+        return torch.mm(user, self.item.t(), out=out)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(users={self.user.size(0)}, '
+                f'items={self.item.size(0)}, dim={self.user.size(1)})')
+
+
 def _check_chunk_size(value) -> Union[int, str]:
     if value == 'auto':
         return value
@@ -123,11 +185,9 @@ def _csr(pos: Tensor, n: int) -> Tensor:
 def _count_ge(scores: Tensor, row: Tensor, thr: Tensor) -> Tensor:
     r"""For every pair :math:`p`, :math:`|\{j : s_{row_p, j} \ge thr_p\}|`.
 
-    Counted in blocks of rows that fit in cache, accumulating in float
-    (exact below :math:`2^{24}` items in float32).
+    Counted in blocks of rows that fit in cache.
     """
     num_items = scores.size(1)
-    acc = torch.float32 if num_items < 2**24 else torch.float64
     out = torch.empty(row.numel(), dtype=torch.long, device=scores.device)
     block = max(1, _BLOCK_ELEMENTS // num_items)
     # Without repeated rows, slicing avoids a gather copy.
@@ -136,7 +196,7 @@ def _count_ge(scores: Tensor, row: Tensor, thr: Tensor) -> Tensor:
     for a in range(0, row.numel(), block):
         b = min(a + block, row.numel())
         sub = scores[a:b] if identity else scores.index_select(0, row[a:b])
-        out[a:b] = (sub >= thr[a:b, None]).to(acc).sum(1).long()
+        out[a:b] = torch.count_nonzero(sub >= thr[a:b, None], dim=1)
     return out
 
 
@@ -263,7 +323,11 @@ def evaluate_ranking(
     bit-identical for every chunk size. The masked entries of a chunk are
     set to :obj:`-inf` in place and restored afterwards, so :obj:`score_fn`
     may return a view of a stored tensor (non-contiguous, integer or
-    gradient-tracking outputs are copied first).
+    gradient-tracking outputs are copied first). A :obj:`score_fn` with
+    the attribute :obj:`accepts_out = True` (e.g.
+    :class:`DotProductScores`) is called as :obj:`score_fn(users,
+    out=buffer)` after the first chunk, the buffer being the scores it
+    returned for that chunk.
 
     Args:
         score_fn (Callable): Maps users :obj:`[B]` (LongTensor, on the device
@@ -362,10 +426,20 @@ def evaluate_ranking(
     n_masked = m_ptr[1:] - m_ptr[:-1]
     k_list = min(max(ks), n_items)
 
+    # A score_fn that writes into a buffer (DotProductScores) gets one
+    # buffer for every chunk, which is then also free to mask in place:
+    # the scores it returned for the first chunk.
+    into = bool(getattr(score_fn, 'accepts_out', False))
+    buffer = None
     n_ge, truth_score, tops = [], [], []
     for start in range(0, n_users, chunk_size):
         end = min(start + chunk_size, n_users)
-        scores = score_fn(users[start:end])
+        if buffer is None:
+            scores = score_fn(users[start:end])
+            # The first (largest) chunk's fresh scores become the buffer.
+            buffer = scores if into and isinstance(scores, Tensor) else None
+        else:
+            scores = score_fn(users[start:end], out=buffer[:end - start])
         if not isinstance(scores, Tensor) or scores.dim() != 2 or tuple(
                 scores.shape) != (end - start, n_items):
             got = (list(scores.shape) if isinstance(scores, Tensor) else
@@ -376,7 +450,7 @@ def evaluate_ranking(
         with torch.no_grad():
             out = _score_chunk(scores, users[start:end], start, end, t_pos,
                                t_item, t_ptr, m_pos, m_item, m_ptr,
-                               n_masked, k_list)
+                               n_masked, k_list, scratch=into)
         n_ge.append(out[0].cpu())
         truth_score.append(out[1].cpu())
         tops.append(out[2].cpu())
@@ -438,12 +512,14 @@ def _check_popularity(item_popularity, num_items: int) -> Tensor:
 def _score_chunk(scores: Tensor, users: Tensor, start: int, end: int,
                  t_pos: Tensor, t_item: Tensor, t_ptr: Tensor,
                  m_pos: Tensor, m_item: Tensor, m_ptr: Tensor,
-                 n_masked: Tensor,
-                 k_list: int) -> Tuple[Tensor, Tensor, Tensor]:
+                 n_masked: Tensor, k_list: int,
+                 scratch: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Counts, truth scores and top lists of one chunk of users.
 
     The count of pair :math:`p` is :math:`|\{j \text{ unmasked} : s_j \ge
     s_p\}|`. Raises if an unmasked score is NaN or :obj:`+inf`.
+    :obj:`scratch` means :obj:`scores` is the evaluator's own buffer, to be
+    overwritten without restoring.
     """
     # Work on a copy where writing in place is unsafe or impossible
     # (autograd, expanded tensors); otherwise mask in place and restore.
@@ -453,7 +529,7 @@ def _score_chunk(scores: Tensor, users: Tensor, start: int, end: int,
     elif scores.requires_grad or not scores.is_contiguous():
         scores = scores.detach().clone(memory_format=torch.contiguous_format)
     else:
-        owned = False
+        owned = scratch
     dev = scores.device
     m_lo, m_hi = int(m_ptr[start]), int(m_ptr[end])
     m_row = (m_pos[m_lo:m_hi] - start).to(dev)

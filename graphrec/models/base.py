@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from graphrec.data.graph import BehaviorGraph
+from graphrec.eval.evaluator import DotProductScores
 
 
 def mask_pairs_(scores: Tensor, user_index: Tensor, pair_index: Tensor,
@@ -94,13 +95,18 @@ class Recommender(torch.nn.Module):
     def score_fn(self, graph: BehaviorGraph) -> Callable[[Tensor], Tensor]:
         r"""A function :obj:`user_index -> scores [B, I]` for evaluation,
         computing the embeddings once. The users may be on any device; the
-        scores are on the graph's.
+        scores are on the graph's. Models that keep the dot-product
+        :meth:`score` get a :class:`~graphrec.eval.DotProductScores`.
         """
         was_training = self.training
         self.eval()
         emb = self(graph)
         self.train(was_training)
         device = graph.device
+        if type(self).score is Recommender.score:
+            # A dot product: the evaluator may reuse one score buffer.
+            return DotProductScores(emb['user'].to(device),
+                                    emb['item'].to(device))
 
         def fn(user_index: Tensor) -> Tensor:
             with torch.no_grad():

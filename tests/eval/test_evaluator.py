@@ -14,6 +14,7 @@ from torch_geometric.metrics import (
 
 from graphrec.data import MultiBehaviorDataset
 from graphrec.eval import (
+    DotProductScores,
     Evaluator,
     MaskingPolicy,
     auto_chunk_size,
@@ -425,6 +426,46 @@ def test_score_fn_outputs_are_left_unchanged_and_any_dtype_works():
     assert grad == ref and weight._version == 0
     half = evaluate_ranking(lambda u: stored[u].half(), truth, 30, **kwargs)
     assert half == ref  # small integers are exact in float16
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_dot_product_scores_reuse_one_buffer(device):
+    gen = torch.Generator().manual_seed(4)
+    user = torch.randn(40, 8, generator=gen).to(device)
+    item = torch.randn(30, 8, generator=gen).to(device)
+    item[7] = item[3]  # tied scores in every row
+    _, truth, mask, visited, pop = random_data(7, num_users=40)
+    fn = DotProductScores(user, item)
+    assert fn.accepts_out and fn.num_items == 30
+    calls = []
+
+    class Spy(DotProductScores):
+        def __call__(self, user_index, out=None):
+            calls.append(None if out is None else out.data_ptr())
+            return super().__call__(user_index, out=out)
+
+    for chunk in (1, 7, 1000):
+        kwargs = dict(ks=(1, 5, 20), mask_index=mask.to(device),
+                      visited_index=visited.to(device),
+                      item_popularity=pop.to(device), chunk_size=chunk)
+        ref = evaluate_ranking(lambda u: user[u] @ item.t(),
+                               truth.to(device), 30, **kwargs)
+        calls.clear()
+        out = evaluate_ranking(Spy(user, item), truth.to(device), 30,
+                               **kwargs)
+        assert out == ref
+        # A fresh first chunk, then every chunk written into its memory.
+        assert calls[0] is None and len(set(calls[1:])) <= 1
+        assert len(calls) == math.ceil(ref['users'] / chunk)
+    # Called without a buffer it is an ordinary score_fn.
+    users = torch.tensor([3, 0], device=device)
+    assert torch.allclose(fn(users), user[users] @ item.t())
+    with pytest.raises(ValueError, match="'user' and 'item' must have the "
+                       "same embedding size \\(got 8 and 4\\)"):
+        DotProductScores(user, item[:, :4])
+    with pytest.raises(ValueError, match="'item' must be a 2-D tensor"):
+        DotProductScores(user, item[0])
+    assert repr(fn) == 'DotProductScores(users=40, items=30, dim=8)'
 
 
 # ---------------------------------------------------------------------------
