@@ -91,22 +91,38 @@ class Recommender(torch.nn.Module):
         """
         return []
 
+    def score_factors(self, emb: Dict[str, Tensor]
+                      ) -> Optional[Tuple[Tensor, Tensor]]:
+        r"""Factors :obj:`(P [U, F], Q [I, F])` with :math:`P Q^\top` equal
+        to the target scores of every user and item (up to float rounding),
+        or :obj:`None` when :meth:`score` is not one matrix product.
+
+        :meth:`score_fn` then scores with
+        :class:`~graphrec.eval.DotProductScores`.
+        The base class returns :obj:`(emb['user'], emb['item'])` when
+        :meth:`score` is the dot product it defines.
+        """
+        if type(self).score is Recommender.score:
+            return emb['user'], emb['item']
+        return None
+
     @torch.no_grad()
     def score_fn(self, graph: BehaviorGraph) -> Callable[[Tensor], Tensor]:
         r"""A function :obj:`user_index -> scores [B, I]` for evaluation,
         computing the embeddings once. The users may be on any device; the
-        scores are on the graph's. Models that keep the dot-product
-        :meth:`score` get a :class:`~graphrec.eval.DotProductScores`.
+        scores are on the graph's. Models with :meth:`score_factors` get a
+        :class:`~graphrec.eval.DotProductScores`.
         """
         was_training = self.training
         self.eval()
         emb = self(graph)
         self.train(was_training)
         device = graph.device
-        if type(self).score is Recommender.score:
-            # A dot product: the evaluator may reuse one score buffer.
-            return DotProductScores(emb['user'].to(device),
-                                    emb['item'].to(device))
+        factors = self.score_factors(emb)
+        if factors is not None:
+            # A matrix product: the evaluator may reuse one score buffer.
+            return DotProductScores(factors[0].to(device),
+                                    factors[1].to(device))
 
         def fn(user_index: Tensor) -> Tensor:
             with torch.no_grad():

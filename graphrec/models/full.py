@@ -70,7 +70,9 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
         num_items (int): Number of items.
         behaviors (Sequence[str]): Behaviors in cascade order, target last.
         encoder (str): :obj:`'cascade'`, :obj:`'parallel'`,
-            :obj:`'lightgcn'` or :obj:`'mf'`. (default: :obj:`'cascade'`)
+            :obj:`'lightgcn'` or :obj:`'mf'`; the last two give every
+            behavior the same embeddings, so MoE fusion and contrastive
+            alignment are off with them. (default: :obj:`'cascade'`)
         embedding_dim (int): Embedding size. (default: :obj:`64`)
         num_layers (int): Convolutions per behavior. (default: :obj:`2`)
         residual (bool): Cascade residual. (default: :obj:`True`)
@@ -111,8 +113,10 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
                              "encoder='mf')")
         backbone_kwargs['edge_weights'] = edge_weights
     item_features = bool(item_features and visited_head)
-    if contrastive and not multi:
-        contrastive = 0.0  # one embedding for every behavior: no views
+    if not multi:
+        # One embedding for every behavior: no experts to fuse, no views to
+        # align (PluginRecommender refuses both there).
+        fusion, contrastive = None, 0.0
     return PluginRecommender(
         num_users, num_items, behaviors, backbone=encoder,
         embedding_dim=embedding_dim, num_layers=num_layers,

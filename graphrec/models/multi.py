@@ -195,6 +195,23 @@ class MultiBehaviorRecommender(Recommender):
         r"""Target-behavior scores (logits); see :meth:`score_behavior`."""
         return self.score_behavior(emb, self.target, user_index, item_index)
 
+    def score_factors(self, emb: Dict) -> Optional[Tuple[Tensor, Tensor]]:
+        r"""The target's score factors (see
+        :meth:`Recommender.score_factors`): its embeddings, or with
+        decomposable cascaded heads the chain's
+        (:meth:`~graphrec.nn.heads.CascadedHeads.factors`).
+        """
+        if self.head is None:
+            return self._pair(emb, self.target)
+        if not self.head.decomposable:
+            return None
+        per = emb['behaviors']
+        if self.aggregate == 'sum':
+            per = {b: (emb['user'], emb['item']) for b in self.behaviors}
+        return self.head.factors({b: per[b][0] for b in self.behaviors},
+                                 {b: per[b][1] for b in self.behaviors},
+                                 self.target)
+
     def regularization(self, user_index: Tensor,
                        item_index: Tensor) -> List[Tensor]:
         r"""The encoder's ego embeddings of the batch's users and items."""

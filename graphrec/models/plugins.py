@@ -150,9 +150,13 @@ class PluginRecommender(Recommender):
        alignment of each auxiliary behavior's user embeddings with the
        target's (:class:`~graphrec.nn.contrastive.BiasAwareContrastive`,
        negatives weighted by user activity stratum, :obj:`contrastive` the
-       loss weight), through :meth:`auxiliary_loss`; it needs a
-       multi-behavior backbone (with :obj:`'mf'` and :obj:`'lightgcn'`
-       every behavior has the same embeddings).
+       loss weight), through :meth:`auxiliary_loss`.
+
+    MoE fusion and contrastive alignment need per-behavior embeddings:
+    with :obj:`'mf'` and :obj:`'lightgcn'` every behavior has the same
+    ones, so the experts would be identical (the gate would get no
+    gradient: any gate gives the same score) and the alignment would pull
+    a vector to itself; they are refused with an error there.
 
     Strata, link indicators and repeat shares are computed from the
     :class:`~graphrec.data.BehaviorGraph` given to :meth:`forward` and
@@ -273,6 +277,9 @@ class PluginRecommender(Recommender):
         if (visited_head or contrastive) and len(behaviors) < 2:
             raise ValueError(f"'visited_head' and 'contrastive' need "
                              f"auxiliary behaviors (got {behaviors!r})")
+        if (fusion or contrastive) and backbone in ('mf', 'lightgcn'):
+            raise ValueError(self._single_embedding_error(
+                backbone, fusion, contrastive))
         self.behaviors = tuple(behaviors)
         self.target = self.behaviors[-1]
         self.auxiliary = self.behaviors[:-1]
@@ -359,6 +366,19 @@ class PluginRecommender(Recommender):
                              f"backbone {backbone!r}: {e}") from None
 
     @staticmethod
+    def _single_embedding_error(backbone: str, fusion, contrastive) -> str:
+        # With one embedding per user and item for every behavior, the MoE
+        # experts are identical (the gate gets no gradient and the mixture
+        # is one linear map) and contrastive alignment pulls a vector to
+        # itself: both plug-ins would silently do nothing of what they say.
+        what = (f"fusion={fusion!r}" if fusion else
+                f"contrastive={contrastive!r}")
+        return (f"{what} needs per-behavior embeddings, but backbone "
+                f"{backbone!r} gives every behavior the same ones (its "
+                f"experts would be identical and the gate would get no "
+                f"gradient); use backbone 'parallel' or 'cascade'")
+
+    @staticmethod
     def _embedding_dim(backbone: Recommender) -> int:
         for module in backbone.modules():
             if isinstance(module, torch.nn.Embedding):
@@ -438,6 +458,10 @@ class PluginRecommender(Recommender):
     def _per_behavior(self, emb: Dict):
         per = emb.get('behaviors')
         if per is None:
+            if self.fusion is not None or self.contrastive is not None:
+                raise ValueError(self._single_embedding_error(
+                    self.backbone_name, self.fusion_kind,
+                    self.contrastive is not None and self.contrastive.weight))
             return {b: (emb['user'], emb['item']) for b in self.behaviors}
         return per
 
@@ -466,6 +490,14 @@ class PluginRecommender(Recommender):
               item_index: Optional[Tensor] = None) -> Tensor:
         r"""Target logits; see :meth:`score_behavior`."""
         return self.score_behavior(emb, self.target, user_index, item_index)
+
+    def score_factors(self, emb: Dict):
+        r"""The backbone's score factors while no plug-in rescores the
+        target (see :meth:`Recommender.score_factors`), else :obj:`None`.
+        """
+        if self._rescored:
+            return None
+        return self.backbone.score_factors(emb)
 
     def _score_pairs(self, emb: Dict, user_index: Tensor,
                      item_index: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """Interaction units and NMTR's cascaded prediction heads."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from typing import Mapping, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -192,6 +192,35 @@ class CascadedHeads(torch.nn.Module):
                 ], dim=1)
             out = out + term + self.bias[r].unsqueeze(0)
         return out
+
+    def factors(self, user: EmbSpec, item: EmbSpec,
+                behavior: str) -> Tuple[Tensor, Tensor]:
+        r"""For decomposable units, :obj:`(P [U, F], Q [I, F])` with
+        :math:`P Q^\top` the logits of :obj:`behavior` for all users
+        :obj:`user` and items :obj:`item`: the chain's user vectors
+        :math:`\tilde{p}^r_u` side by side with a column of ones, against
+        the item vectors with the summed item biases,
+
+        .. math::
+            o^{r}_{ui} = [\tilde{p}^1_u; \dots; \tilde{p}^r_u; 1]^\top
+                         [q^1_i; \dots; q^r_i; \textstyle\sum_{s \le r}
+                         b^s_i],
+
+        so that scoring all items is one matrix product.
+        """
+        if not self.decomposable:
+            raise ValueError(f"'factors' needs decomposable units "
+                             f"('dot' or 'gmf'), got {self!r}")
+        left, right, bias = [], [], 0
+        for b in self._chain(behavior):
+            r = self.behaviors.index(b)
+            p, q = self._pick(user, b), self._pick(item, b)
+            left.append(self.units[b].user_vector(p))
+            right.append(q)
+            bias = bias + self.bias[r]
+        left.append(left[0].new_ones(left[0].size(0), 1))
+        right.append(bias.unsqueeze(-1))
+        return torch.cat(left, dim=-1), torch.cat(right, dim=-1)
 
     def __repr__(self) -> str:
         kind = next(iter(self.units.values())).kind

@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from graphrec.data.graph import BehaviorGraph
+from graphrec.datasets.synthetic import make_synthetic
+from graphrec.eval import DotProductScores
 from graphrec.models import (
     MF,
     AuxiliaryReranker,
@@ -83,6 +85,40 @@ def test_score_shapes_and_pairwise_agree(tiny):
     many = model.score(emb, torch.tensor([0, 2]), torch.tensor([[1, 3],
                                                                 [0, 2]]))
     assert torch.allclose(many[1], full[1, [0, 2]])
+
+
+@pytest.mark.parametrize('name,kwargs,factored', [
+    ('mf', {}, True), ('lightgcn', {}, True), ('pop', {}, True),
+    ('nmtr', {}, True), ('nmtr', {'unit': 'mlp'}, False),
+    ('mbcgcn', {}, True), ('crgcn', {}, True),
+    ('plugins', {'backbone': 'cascade'}, True),
+    ('plugins', {'backbone': 'cascade', 'backdoor': 'latent'}, False),
+    ('causal_cascade', {}, False), ('reranker', {}, False),
+])
+def test_score_fn_is_one_matrix_product_where_the_score_is(name, kwargs,
+                                                          factored):
+    data = make_synthetic(num_users=30, num_items=40, seed=1)
+    graph = BehaviorGraph.from_dataset(data)
+    torch.manual_seed(0)
+    try:
+        model = build_model(name, data.num_users, data.num_items,
+                            behaviors=data.behaviors, **kwargs)
+    except ValueError:  # single-behavior models take no 'behaviors'
+        model = build_model(name, data.num_users, data.num_items, **kwargs)
+    head = getattr(getattr(model, 'backbone', model), 'head', None)
+    if head is not None:
+        with torch.no_grad():  # item biases chained through the cascade
+            head.bias.normal_()
+    fn = model.score_fn(graph)
+    assert isinstance(fn, DotProductScores) == factored
+    model.eval()
+    users = torch.tensor([4, 0, 29, 4])
+    expected = model.score(model(graph), users)
+    assert torch.allclose(fn(users), expected, atol=1e-5)
+    out = torch.full_like(expected, float('nan'))
+    if factored:
+        fn(users, out=out)
+        assert torch.allclose(out, expected, atol=1e-5)
 
 
 def test_popularity_counts_target(tiny):

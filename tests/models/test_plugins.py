@@ -99,7 +99,8 @@ def test_strata_repeat_share_and_links_from_the_graph(tiny, graph):
     assert prior.tolist() == pytest.approx([1 / 3, 2 / 3, 0.0])
     # u0 bought i1 (viewed), u1 bought i2 (viewed), u2 bought i0 (not).
     model = PluginRecommender(3, 4, BEHAVIORS, embedding_dim=4,
-                              fusion='moe', gate='pair', backdoor='latent')
+                              backbone='parallel', fusion='moe', gate='pair',
+                              backdoor='latent')
     model(graph)
     assert model._repeat.tolist() == [1.0, 1.0, 0.0]
     links = model._links
@@ -145,6 +146,10 @@ def randomize_plugins(model, seed=0):
 def test_all_items_equal_given_items_and_chunking(tiny, graph, backbone,
                                                   kwargs):
     torch.manual_seed(0)
+    if backbone == 'mf' and ('fusion' in kwargs or 'contrastive' in kwargs):
+        with pytest.raises(ValueError, match="needs per-behavior embed"):
+            PluginRecommender(3, 4, BEHAVIORS, backbone=backbone, **kwargs)
+        return
     model = PluginRecommender(3, 4, BEHAVIORS, backbone=backbone,
                               embedding_dim=4, chunk_size=2, **kwargs)
     randomize_plugins(model)
@@ -241,10 +246,11 @@ def test_latent_training_moves_prototypes_and_logs_terms():
 def test_registered_and_repr(tiny):
     assert MODELS['plugins'] is PluginRecommender
     model = build_model('plugins', 3, 4, BEHAVIORS, fusion='moe',
-                        backdoor='latent', embedding_dim=4)
+                        backdoor='latent', embedding_dim=4,
+                        backbone='cascade')
     assert model.behaviors == BEHAVIORS
     assert model.extra_repr() == (
-        "num_users=3, num_items=4, backbone='mf', fusion='moe', "
+        "num_users=3, num_items=4, backbone='cascade', fusion='moe', "
         "gate='user', backdoor='latent'")
 
 
@@ -287,7 +293,20 @@ def test_plugin_input_errors(tiny, graph):
     other = BehaviorGraph(3, 4, tiny.train, ('buy', 'view'))
     with pytest.raises(ValueError, match="the graph's behaviors"):
         model(other)
-    model = make(fusion='moe', gate='pair')
+    # MoE and contrastive alignment on one embedding per behavior.
+    for backbone in ('mf', 'lightgcn'):
+        with pytest.raises(ValueError, match=(
+                f"fusion='moe' needs per-behavior embeddings, but backbone "
+                f"'{backbone}' gives every behavior the same ones")):
+            make(backbone=backbone, fusion='moe')
+        with pytest.raises(ValueError, match="contrastive=0.5 needs per-b"):
+            make(backbone=backbone, contrastive=0.5)
+    model = PluginRecommender(3, 4, BEHAVIORS, fusion='mean',
+                              backbone=LightGCN(3, 4, embedding_dim=4))
+    with pytest.raises(ValueError, match="fusion='mean' needs per-behavior "
+                       "embeddings, but backbone 'LightGCN'"):
+        model.score(model(graph), torch.tensor([0]))
+    model = make(fusion='moe', gate='pair', backbone='parallel')
     with pytest.raises(ValueError, match="the pair gate needs 'item_index'"):
         model.gate_weights(model(graph))
     g = model.gate_weights(model(graph), torch.tensor([0, 1]),
