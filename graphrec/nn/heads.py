@@ -206,7 +206,8 @@ class CascadedHeads(torch.nn.Module):
                          [q^1_i; \dots; q^r_i; \textstyle\sum_{s \le r}
                          b^s_i],
 
-        so that scoring all items is one matrix product.
+        so that scoring all items is one matrix product (behaviors with the
+        same item matrix share its columns, their user vectors summed).
         """
         if not self.decomposable:
             raise ValueError(f"'factors' needs decomposable units "
@@ -215,8 +216,15 @@ class CascadedHeads(torch.nn.Module):
         for b in self._chain(behavior):
             r = self.behaviors.index(b)
             p, q = self._pick(user, b), self._pick(item, b)
-            left.append(self.units[b].user_vector(p))
-            right.append(q)
+            vector = self.units[b].user_vector(p)
+            # Behaviors sharing one item matrix (NMTR's shared embeddings)
+            # share its columns: their user vectors add up.
+            same = [j for j, other in enumerate(right) if other is q]
+            if same:
+                left[same[0]] = left[same[0]] + vector
+            else:
+                left.append(vector)
+                right.append(q)
             bias = bias + self.bias[r]
         left.append(left[0].new_ones(left[0].size(0), 1))
         right.append(bias.unsqueeze(-1))
