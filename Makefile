@@ -48,7 +48,7 @@ ablate-retailrocket: $(STAMP)
 	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset retailrocket --seeds 0 1 2 --threads 1 --results docs/results/ablation-retailrocket.jsonl --ablations no_visited_head no_item_features no_cascade_heads mean_fusion no_fusion no_backdoor no_contrastive no_cascade backbone_lightgcn backbone_mf
 
 bench-speed: $(STAMP)
-	$(BIN)/python benchmarks/speed.py --dataset $(DATASET) --threads 1
+	$(BIN)/python benchmarks/speed.py --dataset $(DATASET) --threads 2
 
 bench-scaling: $(STAMP)
 	$(BIN)/python benchmarks/speed.py --scaling --threads 1
