@@ -539,11 +539,16 @@ class PluginRecommender(Recommender):
         return bd.adjusted(base, p, q)
 
     def _score_all(self, emb: Dict, user_index: Tensor) -> Tensor:
-        if self.decomposable:
+        if self.decomposable or user_index.numel() <= self.chunk_size:
             return self._score_all_chunk(emb, user_index)
-        return torch.cat([
-            self._score_all_chunk(emb, user_index[s:s + self.chunk_size])
-            for s in range(0, user_index.numel(), self.chunk_size)])
+        out = None
+        for s in range(0, user_index.numel(), self.chunk_size):
+            part = self._score_all_chunk(emb,
+                                         user_index[s:s + self.chunk_size])
+            if out is None:
+                out = part.new_empty(user_index.numel(), part.size(1))
+            out[s:s + part.size(0)] = part
+        return out
 
     def _score_all_chunk(self, emb: Dict, user_index: Tensor) -> Tensor:
         p, q = emb['user'][user_index], emb['item']

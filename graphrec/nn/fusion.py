@@ -186,10 +186,10 @@ class MoEFusion(torch.nn.Module):
         gi = self.gate_item(item)
         eu = (gu - gu.amax(-1, keepdim=True)).exp()  # [B, N_B]
         ei = (gi - gi.amax(-1, keepdim=True)).exp()  # [I, N_B]
-        num = ((eu.unsqueeze(-1) * tu).flatten(1) @
+        out = ((eu.unsqueeze(-1) * tu).flatten(1) @
                (ei.unsqueeze(-1) * items).flatten(1).t())
         den = eu @ ei.t()
-        out = num / den
+        out.div_(den)
         bad = (den.amin(-1) < 1e-30).nonzero().flatten()
         if bad.numel():
             keep = torch.isin(index[0], bad)
@@ -205,9 +205,12 @@ class MoEFusion(torch.nn.Module):
             out[bad] = self.score_dense(users[bad], items, user[bad], item,
                                         dense)
         if index.numel() and self.gate_link is not None:
+            # The linked pairs, exactly: the experts from the transformed
+            # users and the gate logits from the parts computed above.
             row, col = index
-            out[row, col] = self(users[row], items[col], user[row],
-                                 item[col], value)
+            expert = (tu[row] * items[col]).sum(-1)  # [E, N_B]
+            logits = gu[row] + gi[col] + self.gate_link(value.to(gu.dtype))
+            out[row, col] = (logits.softmax(-1) * expert).sum(-1)
         return out
 
     def _sparse_links(self, links: Optional[Links]):
