@@ -5,7 +5,7 @@ import dataclasses
 import random
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -167,13 +167,33 @@ def merge_validation(dataset: MultiBehaviorDataset) -> MultiBehaviorDataset:
     return out
 
 
+def replayed_validations(fit, metric: str) -> List[Tuple[int, bool]]:
+    r"""The :obj:`(epoch, improved)` validations of a fit before its best
+    epoch, for :obj:`TrainConfig.replay_validations` of the refit: the
+    hooks that ran after them (e.g. CAGED's weight refreshes) shaped the
+    selected model, while the one after the best epoch came after its state
+    was kept.
+    """
+    out, best = [], None
+    for row in fit.history:
+        value = row.get(metric)
+        if value is None or row['epoch'] >= fit.best_epoch:
+            continue
+        improved = best is None or value > best
+        best = value if improved else best
+        out.append((int(row['epoch']), improved))
+    return out
+
+
 def _refit(model, dataset, model_kwargs, config, evaluator, fit, out_dir,
            resume):
     r"""A fresh model, same seed, trained on train + validation for the
     epoch count chosen on validation.
     """
     epochs = max(fit.best_epoch, 1)
-    cfg = dataclasses.replace(config, epochs=epochs, refit=False)
+    cfg = dataclasses.replace(config, epochs=epochs, refit=False,
+                              replay_validations=replayed_validations(
+                                  fit, config.metric))
     merged = merge_validation(dataset)
     seed_everything(config.seed)
     net = build_model(model, merged.num_users, merged.num_items,

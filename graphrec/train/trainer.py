@@ -11,7 +11,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -84,6 +84,14 @@ class TrainConfig:
             :func:`~graphrec.train.deterministic_mode` (deterministic kernels
             only; matters on GPUs, where some scatter kernels are not).
             (default: :obj:`False`)
+        replay_validations (List[Tuple[int, bool]], optional): For a run
+            without validation pairs: :obj:`(epoch, improved)` pairs after
+            which the model's ``on_validation(graph, improved)`` hook runs
+            as if a validation had happened there. The refit protocol
+            replays the selecting run's validations before its best epoch,
+            so that validation-scheduled updates (CAGED's weight refreshes)
+            happen in the refit too. Ignored when the dataset has validation
+            pairs. (default: :obj:`None`)
     """
     epochs: int = 100
     batch_size: int = 4096
@@ -102,6 +110,7 @@ class TrainConfig:
     hard_negative_ratio: float = 0.0
     refit: bool = False
     deterministic: bool = False
+    replay_validations: Optional[List[Tuple[int, bool]]] = None
 
     def __post_init__(self):
         if self.loss not in ('bpr', 'bce'):
@@ -130,6 +139,17 @@ class TrainConfig:
         if not isinstance(self.deterministic, bool):
             raise TypeError(f"'deterministic' must be a bool "
                             f"(got {self.deterministic!r})")
+        if self.replay_validations is not None:
+            pairs = self.replay_validations
+            ok = isinstance(pairs, (list, tuple)) and all(
+                isinstance(p, (list, tuple)) and len(p) == 2
+                and isinstance(p[0], int) and not isinstance(p[0], bool)
+                and p[0] > 0 and isinstance(p[1], bool) for p in pairs)
+            if not ok:
+                raise ValueError(f"'replay_validations' must be a list of "
+                                 f"(epoch > 0, improved: bool) pairs "
+                                 f"(got {pairs!r})")
+            self.replay_validations = [(int(e), bool(i)) for e, i in pairs]
 
     def to_dict(self) -> dict:
         r"""The config as a plain :obj:`dict`."""
@@ -476,6 +496,9 @@ class Trainer:
                 result.history.append({'epoch': 0, **metrics})
             return result
         best_state, bad, start = None, 0, 1
+        has_valid = (self.dataset.valid is not None
+                     and self.dataset.valid.numel() > 0)
+        replay = {} if has_valid else dict(cfg.replay_validations or ())
         last = None if self.out_dir is None else self.out_dir / 'last.pt'
         saved = False  # whether last.pt belongs to this run
         if resume and last is not None and last.exists():
@@ -531,6 +554,10 @@ class Trainer:
                             # e.g. refresh learned edge weights: scheduled on
                             # validation only, after the best state is kept.
                             hook(self.graph, improved=improved)
+                if epoch in replay:  # no validation pairs: a refit
+                    hook = getattr(self.model, 'on_validation', None)
+                    if hook is not None:
+                        hook(self.graph, improved=replay[epoch])
                 result.history.append(row)
                 if hasattr(bar, 'set_postfix'):
                     bar.set_postfix(loss=f'{loss:.4f}',

@@ -408,3 +408,68 @@ def test_refit_retrains_on_train_plus_valid_for_the_chosen_epochs():
         merge_validation(merged)
     with pytest.raises(TypeError, match="'refit' must be a bool"):
         TrainConfig(refit=1)
+
+
+def test_refit_replays_the_validation_hooks_before_the_best_epoch():
+    from graphrec.models import MF
+    from graphrec.train import run_experiment
+    from graphrec.train.experiment import (
+        merge_validation,
+        replayed_validations,
+    )
+    from graphrec.train.trainer import TrainResult
+
+    class Hooked(MF):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.calls = []
+
+        def on_validation(self, graph, improved):
+            self.calls.append(bool(improved))
+
+    # Literal history: validations at 2, 4, 6, 8 with values .1 .3 .2 .4;
+    # best epoch 8: epochs 2 (improved), 4 (improved), 6 (not) replayed.
+    fit = TrainResult(best_epoch=8, history=[
+        {'epoch': e, 'loss': 1.0, **({'ndcg@10': v} if v else {})}
+        for e, v in [(1, None), (2, .1), (3, None), (4, .3), (6, .2),
+                     (8, .4), (10, .35)]])
+    assert replayed_validations(fit, 'ndcg@10') == [
+        (2, True), (4, True), (6, False)]
+    assert replayed_validations(fit, 'hr@10') == []
+
+    data = carve_validation(make_synthetic(num_users=60, num_items=40,
+                                           seed=1), seed=0)
+    merged = merge_validation(data)
+    cfg = TrainConfig(epochs=5, batch_size=64, lr=0.01, progress=False,
+                      replay_validations=[(2, True), (4, False), (9, True)])
+    model = Hooked(data.num_users, data.num_items, embedding_dim=8)
+    history = Trainer(model, merged, cfg).fit().history
+    assert model.calls == [True, False] and len(history) == 5
+    # With validation pairs the real validations drive the hook instead.
+    model = Hooked(data.num_users, data.num_items, embedding_dim=8)
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.01, progress=False,
+                      eval_every=3, replay_validations=[(1, False)])
+    Trainer(model, data, cfg).fit()
+    assert model.calls == [True]
+    # run_experiment's refit passes the selecting run's validations on.
+    seen = {}
+    original = Trainer.__init__
+
+    def spy(self, model, dataset, config=None, *args, **kwargs):
+        if dataset.valid is None:
+            seen['replay'] = config.replay_validations
+        original(self, model, dataset, config, *args, **kwargs)
+
+    try:
+        Trainer.__init__ = spy
+        row = run_experiment('mf', data, {'embedding_dim': 8}, TrainConfig(
+            epochs=6, batch_size=128, lr=0.02, patience=6, progress=False,
+            refit=True))
+    finally:
+        Trainer.__init__ = original
+    best = row['best_epoch']
+    assert seen['replay'] == [(e, i) for e, i in seen['replay'] if e < best]
+    assert len(seen['replay']) == best - 1
+    with pytest.raises(ValueError, match="'replay_validations' must be a "
+                       "list of \\(epoch > 0, improved: bool\\) pairs"):
+        TrainConfig(replay_validations=[(0, True)])
