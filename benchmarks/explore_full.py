@@ -34,9 +34,14 @@ def main(argv=None):
     parser.add_argument('--train-args', default='',
                         help="TrainConfig fields, e.g. 'lr=0.001'")
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--split-seed', type=int, default=0,
+                        help='seed of the validation pairs carved from '
+                        'train where the split is random (tmall: one '
+                        'random purchase per user); another seed gives '
+                        'a fresh validation set')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data = load_data(args.dataset)
+    data = load_data(args.dataset, split_seed=args.split_seed)
     model = build_model('causal_cascade', data.num_users, data.num_items,
                         behaviors=data.behaviors, **keywords(args.model_args))
     train = dict(epochs=20, batch_size=8192, lr=0.005, eval_every=5,
