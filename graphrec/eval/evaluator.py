@@ -80,9 +80,9 @@ class DotProductScores:
     Called as :obj:`fn(user_index)` it returns a new :obj:`[B, I]` tensor,
     like any :obj:`score_fn`; :func:`evaluate_ranking` calls it as
     :obj:`fn(user_index, out=buffer)` with one buffer reused by every
-    chunk, which saves allocating (and the kernel zero-filling) a fresh
-    block of :math:`B \times I` scores per chunk, about a third of the
-    time of a full-ranking evaluation on CPU.
+    chunk after the first, which saves allocating (and the kernel
+    zero-filling) a fresh block of :math:`B \times I` scores per chunk,
+    about a third of the time of a full-ranking evaluation on CPU.
 
     Args:
         user (Tensor): User embeddings :obj:`[U, D]`.
@@ -326,8 +326,9 @@ def evaluate_ranking(
     gradient-tracking outputs are copied first). A :obj:`score_fn` with
     the attribute :obj:`accepts_out = True` (e.g.
     :class:`DotProductScores`) is called as :obj:`score_fn(users,
-    out=buffer)` after the first chunk, the buffer being the scores it
-    returned for that chunk.
+    out=buffer)` after the first chunk, with one buffer of the
+    evaluator's own, shaped like the first chunk's scores, for every later
+    chunk; it must write its scores into :obj:`out` and return it.
 
     Args:
         score_fn (Callable): Maps users :obj:`[B]` (LongTensor, on the device
@@ -427,8 +428,8 @@ def evaluate_ranking(
     k_list = min(max(ks), n_items)
 
     # A score_fn that writes into a buffer (DotProductScores) gets one
-    # buffer for every chunk, which is then also free to mask in place:
-    # the scores it returned for the first chunk.
+    # buffer of the evaluator's own for every chunk after the first, free to
+    # mask in place without restoring.
     into = bool(getattr(score_fn, 'accepts_out', False))
     buffer = None
     n_ge, truth_score, tops = [], [], []
@@ -436,8 +437,6 @@ def evaluate_ranking(
         end = min(start + chunk_size, n_users)
         if buffer is None:
             scores = score_fn(users[start:end])
-            # The first (largest) chunk's fresh scores become the buffer.
-            buffer = scores if into and isinstance(scores, Tensor) else None
         else:
             scores = score_fn(users[start:end], out=buffer[:end - start])
         if not isinstance(scores, Tensor) or scores.dim() != 2 or tuple(
@@ -450,7 +449,14 @@ def evaluate_ranking(
         with torch.no_grad():
             out = _score_chunk(scores, users[start:end], start, end, t_pos,
                                t_item, t_ptr, m_pos, m_item, m_ptr,
-                               n_masked, k_list, scratch=into)
+                               n_masked, k_list, scratch=(
+                                   buffer is not None and isinstance(
+                                       scores, Tensor) and scores.data_ptr()
+                                   == buffer.data_ptr()))
+        if into and buffer is None and end < n_users:
+            # The first chunk is the largest: later ones fit.
+            buffer = torch.empty_like(scores,
+                                      memory_format=torch.contiguous_format)
         n_ge.append(out[0].cpu())
         truth_score.append(out[1].cpu())
         tops.append(out[2].cpu())

@@ -72,7 +72,10 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
         encoder (str): :obj:`'cascade'`, :obj:`'parallel'`,
             :obj:`'lightgcn'` or :obj:`'mf'`; the last two give every
             behavior the same embeddings, so MoE fusion and contrastive
-            alignment are off with them. (default: :obj:`'cascade'`)
+            alignment are off with them, whatever :obj:`fusion`,
+            :obj:`gate` and :obj:`contrastive` say (checkpoints of such
+            models written before this rule carried fusion weights and no
+            longer load). (default: :obj:`'cascade'`)
         embedding_dim (int): Embedding size. (default: :obj:`64`)
         num_layers (int): Convolutions per behavior. (default: :obj:`2`)
         residual (bool): Cascade residual. (default: :obj:`True`)

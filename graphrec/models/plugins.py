@@ -153,10 +153,11 @@ class PluginRecommender(Recommender):
        loss weight), through :meth:`auxiliary_loss`.
 
     MoE fusion and contrastive alignment need per-behavior embeddings:
-    with :obj:`'mf'` and :obj:`'lightgcn'` every behavior has the same
-    ones, so the experts would be identical (the gate would get no
-    gradient: any gate gives the same score) and the alignment would pull
-    a vector to itself; they are refused with an error there.
+    with :obj:`'mf'` and :obj:`'lightgcn'` (or a given backbone such as
+    NMTR that shares one table between behaviors) every behavior has the
+    same ones, so the experts would be identical (the gate would get no
+    gradient: any gate gives the same score) and the alignment's positive
+    view would be the anchor itself; they are refused with an error there.
 
     Strata, link indicators and repeat shares are computed from the
     :class:`~graphrec.data.BehaviorGraph` given to :meth:`forward` and
@@ -369,14 +370,18 @@ class PluginRecommender(Recommender):
     def _single_embedding_error(backbone: str, fusion, contrastive) -> str:
         # With one embedding per user and item for every behavior, the MoE
         # experts are identical (the gate gets no gradient and the mixture
-        # is one linear map) and contrastive alignment pulls a vector to
-        # itself: both plug-ins would silently do nothing of what they say.
-        what = (f"fusion={fusion!r}" if fusion else
-                f"contrastive={contrastive!r}")
+        # is one linear map) and contrastive alignment has no second view
+        # to align (its positives are the anchors themselves): neither
+        # plug-in would do what it says.
+        if fusion:
+            what, why = (f"fusion={fusion!r}", "its experts would be "
+                         "identical and the gate would get no gradient")
+        else:
+            what, why = (f"contrastive={contrastive!r}", "each user's "
+                         "positive view would be the anchor itself")
         return (f"{what} needs per-behavior embeddings, but backbone "
-                f"{backbone!r} gives every behavior the same ones (its "
-                f"experts would be identical and the gate would get no "
-                f"gradient); use backbone 'parallel' or 'cascade'")
+                f"{backbone!r} gives every behavior the same ones ({why}); "
+                f"use backbone 'parallel' or 'cascade'")
 
     @staticmethod
     def _embedding_dim(backbone: Recommender) -> int:
@@ -457,11 +462,16 @@ class PluginRecommender(Recommender):
 
     def _per_behavior(self, emb: Dict):
         per = emb.get('behaviors')
+        shared = per is None or all(
+            per[b][0] is per[self.target][0]
+            and per[b][1] is per[self.target][1] for b in self.behaviors)
+        if shared and (self.fusion is not None
+                       or self.contrastive is not None):
+            # e.g. a given NMTR backbone: one table for every behavior
+            raise ValueError(self._single_embedding_error(
+                self.backbone_name, self.fusion_kind,
+                self.contrastive is not None and self.contrastive.weight))
         if per is None:
-            if self.fusion is not None or self.contrastive is not None:
-                raise ValueError(self._single_embedding_error(
-                    self.backbone_name, self.fusion_kind,
-                    self.contrastive is not None and self.contrastive.weight))
             return {b: (emb['user'], emb['item']) for b in self.behaviors}
         return per
 

@@ -457,6 +457,28 @@ def test_dot_product_scores_reuse_one_buffer(device):
         # A fresh first chunk, then every chunk written into its memory.
         assert calls[0] is None and len(set(calls[1:])) <= 1
         assert len(calls) == math.ceil(ref['users'] / chunk)
+    # A stored table behind an out-accepting score_fn is left unchanged:
+    # the first chunk is restored, later ones go to the evaluator's buffer.
+    table = (user @ item.t()).contiguous()
+    stored = table.clone()
+
+    class Stored:
+        accepts_out = True
+
+        def __call__(self, user_index, out=None):
+            rows = table[int(user_index[0]):int(user_index[-1]) + 1]
+            if out is None:
+                return rows
+            return out.copy_(rows)
+
+    every = torch.arange(40, device=device)
+    every_truth = torch.stack([every, every % 30])
+    every_mask = torch.stack([every, (every + 1) % 30])
+    for chunk in (7, 40):
+        kwargs = dict(ks=(1, 5), mask_index=every_mask, chunk_size=chunk)
+        ref = evaluate_ranking(lambda u: table[u], every_truth, 30, **kwargs)
+        assert evaluate_ranking(Stored(), every_truth, 30, **kwargs) == ref
+        assert torch.equal(table, stored)
     # Called without a buffer it is an ordinary score_fn.
     users = torch.tensor([3, 0], device=device)
     assert torch.allclose(fn(users), user[users] @ item.t())

@@ -107,8 +107,11 @@ def test_score_fn_is_one_matrix_product_where_the_score_is(name, kwargs,
         model = build_model(name, data.num_users, data.num_items, **kwargs)
     head = getattr(getattr(model, 'backbone', model), 'head', None)
     if head is not None:
-        with torch.no_grad():  # item biases chained through the cascade
+        with torch.no_grad():  # item biases and GMF weights, not at start
             head.bias.normal_()
+            for unit in head.units.values():
+                if unit.h is not None:
+                    unit.h.normal_()
     fn = model.score_fn(graph)
     assert isinstance(fn, DotProductScores) == factored
     model.eval()

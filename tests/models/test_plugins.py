@@ -301,6 +301,13 @@ def test_plugin_input_errors(tiny, graph):
             make(backbone=backbone, fusion='moe')
         with pytest.raises(ValueError, match="contrastive=0.5 needs per-b"):
             make(backbone=backbone, contrastive=0.5)
+    with pytest.raises(ValueError, match="the anchor itself"):
+        make(backbone='mf', contrastive=0.5)
+    nmtr = build_model('nmtr', 3, 4, BEHAVIORS, embedding_dim=4)
+    model = PluginRecommender(3, 4, BEHAVIORS, fusion='moe', backbone=nmtr)
+    with pytest.raises(ValueError, match="fusion='moe' needs per-behavior "
+                       "embeddings, but backbone 'MultiBehaviorRecommender'"):
+        model.score(model(graph), torch.tensor([0]))
     model = PluginRecommender(3, 4, BEHAVIORS, fusion='mean',
                               backbone=LightGCN(3, 4, embedding_dim=4))
     with pytest.raises(ValueError, match="fusion='mean' needs per-behavior "
