@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,38 @@ def test_run_grid_resumes_and_writes_per_user(config, tmp_path):
     run_grid([specs['mf']], ['synthetic'], [0], results, progress=False,
              log=lines.append)
     assert len(lines) == 5 and len(read_jsonl(results)) == 5
+
+
+def test_per_user_files_survive_moving_the_results(config, tmp_path):
+    import shutil
+
+    from graphrec.bench import significance
+
+    _, specs, _ = load_config(config, 'synthetic')
+    results = tmp_path / 'a' / 'rows.jsonl'
+    run_grid([specs['pop'], specs['mf']], ['synthetic'], [0, 1], results,
+             store=tmp_path / 'a' / 'per-user', progress=False)
+    # Stored relative to the results file, read back as existing paths.
+    stored = [json.loads(line)['per_user_file']
+              for line in results.read_text().splitlines()]
+    assert stored[0].startswith('per-user/')
+    before = significance(read_jsonl(results))
+    assert len(before) == 1 and before[0]['label'] == 'mf'
+    # The folder moved (another clone): the rows still find their files.
+    shutil.move(str(tmp_path / 'a'), str(tmp_path / 'b'))
+    rows = read_jsonl(tmp_path / 'b' / 'rows.jsonl')
+    assert all(str(tmp_path / 'b') in r['per_user_file'] for r in rows)
+    assert significance(rows) == before
+    # Rows of older versions hold absolute paths; those that no longer
+    # exist are found by their trailing parts under the results folder.
+    old = tmp_path / 'b' / 'old.jsonl'
+    old.write_text(''.join(
+        json.dumps({**json.loads(line), 'per_user_file': str(
+            tmp_path / 'gone' / 'per-user' / Path(
+                json.loads(line)['per_user_file']).name)}) + '\n'
+        for line in (tmp_path / 'b' / 'rows.jsonl').read_text(
+        ).splitlines()))
+    assert significance(read_jsonl(old)) == before
 
 
 def test_bench_and_ablate_commands_write_pages(config, tmp_path, capsys):

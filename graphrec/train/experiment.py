@@ -18,7 +18,12 @@ from graphrec.train.distributed import (
     make_trainer,
     world_size,
 )
-from graphrec.train.records import append_jsonl, atomic_torch_save, run_row
+from graphrec.train.records import (
+    append_jsonl,
+    atomic_torch_save,
+    relative_to_results,
+    run_row,
+)
 from graphrec.train.runtime import (
     deterministic_mode,
     interrupt_signal,
@@ -138,7 +143,11 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     if world_size() > 1:
         row['world_size'] = world_size()
     if results and main:
-        append_jsonl(results, row)
+        stored = row
+        if 'per_user_file' in row:  # portable: relative to the results
+            stored = {**row, 'per_user_file': relative_to_results(
+                row['per_user_file'], results)}
+        append_jsonl(results, stored)
     if return_model:
         row['_model'] = net
     return row

@@ -225,9 +225,48 @@ def append_jsonl(path, row: Dict[str, Any]) -> None:
 
 
 def read_jsonl(path) -> list:
-    r"""Reads the rows of a JSONL file, skipping blank lines."""
+    r"""Reads the rows of a JSONL file, skipping blank lines.
+
+    A row's ``per_user_file`` is stored relative to the results file (see
+    :func:`relative_to_results`) and comes back resolved against the
+    file's folder; an absolute path written by an older version that does
+    not exist here is looked up by its trailing parts under that folder,
+    so that results copied or cloned elsewhere keep their per-user files.
+    """
+    path = Path(path)
     with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f if line.strip()]
+        rows = [json.loads(line) for line in f if line.strip()]
+    for row in rows:
+        if row.get('per_user_file'):
+            row['per_user_file'] = _resolve(row['per_user_file'],
+                                            path.parent)
+    return rows
+
+
+def _resolve(name: str, base: Path) -> str:
+    p = Path(name)
+    if not p.is_absolute():
+        return str(base / p)
+    if p.exists():
+        return name
+    parts = p.parts[1:]
+    for k in range(1, len(parts) + 1):
+        candidate = base.joinpath(*parts[-k:])
+        if candidate.exists():
+            return str(candidate)
+    return name
+
+
+def relative_to_results(name: str, results) -> str:
+    r""":obj:`name` relative to the folder of the results file
+    :obj:`results` when it lies under it (how rows store
+    ``per_user_file``), else unchanged.
+    """
+    base = Path(results).resolve().parent
+    try:
+        return str(Path(name).resolve().relative_to(base))
+    except ValueError:
+        return str(name)
 
 
 def git_revision() -> Optional[str]:
