@@ -462,9 +462,9 @@ class PluginRecommender(Recommender):
 
     def _per_behavior(self, emb: Dict):
         per = emb.get('behaviors')
-        shared = per is None or all(
+        shared = len(self.behaviors) > 1 and (per is None or all(
             per[b][0] is per[self.target][0]
-            and per[b][1] is per[self.target][1] for b in self.behaviors)
+            and per[b][1] is per[self.target][1] for b in self.behaviors))
         if shared and (self.fusion is not None
                        or self.contrastive is not None):
             # e.g. a given NMTR backbone: one table for every behavior
