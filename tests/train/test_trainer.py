@@ -272,10 +272,17 @@ def test_signal_during_fit_keeps_last_completed_epoch(small, tmp_path,
         return loss
 
     monkeypatch.setattr(trainer, 'train_epoch', train_epoch_then_signal)
-    with pytest.raises(TrainingInterrupted, match=rf'interrupted by '
-                       rf'{signal.Signals(signum).name} after 2 completed '
-                       r'epoch\(s\); .*last.pt holds epoch 2') as info:
-        trainer.fit()
+    # A shell starts background jobs with SIGINT ignored; give it Python's
+    # own handler (what an interactive run has) for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted, match=rf'interrupted by '
+                           rf'{signal.Signals(signum).name} after 2 '
+                           r'completed epoch\(s\); .*last.pt holds '
+                           r'epoch 2') as info:
+            trainer.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert info.value.exit_code == 128 + signum
     assert info.value.result.epochs_run == 2
     assert [h['epoch'] for h in info.value.result.history] == [1, 2]
