@@ -54,3 +54,31 @@ def test_tune_then_run_on_synthetic(bench, tmp_path):
     page = (tmp_path / 'multi-synthetic.md').read_text()
     assert '| synthetic | mbcgcn | 2 |' in page
     assert 'tuned-multi-synthetic.json' in page
+
+
+def test_caged_overhead_on_synthetic(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop('caged_overhead', None)
+    import caged_overhead
+    caged_overhead.main(['--dataset', 'synthetic', '--epochs', '2',
+                         '--repeats', '2', '--out', str(tmp_path)])
+    rows = [json.loads(line) for line in
+            (tmp_path / 'caged-overhead.jsonl').read_text().splitlines()]
+    # Every pair, every repeat; the order alternates between repeats.
+    assert [(r['label'], r['repeat']) for r in rows] == [
+        ('lightgcn-all', 0), ('lightgcn-all+caged', 0),
+        ('lightgcn-all+caged', 1), ('lightgcn-all', 1),
+        ('crgcn', 0), ('crgcn+caged', 0), ('crgcn+caged', 1), ('crgcn', 1)]
+    for row in rows:
+        assert row['epochs'] == 2
+        # Only the estimator refreshes (the trainer validates at the end).
+        assert (row['refresh_seconds'] > 0) == row['label'].endswith('caged')
+        assert row['amortised_epoch_seconds'] == pytest.approx(
+            (row['train_seconds'] + row['refresh_seconds']) / 2)
+    page = (tmp_path / 'caged-overhead-synthetic.md').read_text()
+    a, b = rows[0], rows[1]
+    ratio = b['amortised_epoch_seconds'] / a['amortised_epoch_seconds']
+    assert '| lightgcn-all | 0 | backbone first | ' in page
+    assert f'{ratio:.2f}x |' in page
+    with pytest.raises(SystemExit):
+        caged_overhead.main(['--dataset', 'synthetic', '--epochs', '0'])
