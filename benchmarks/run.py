@@ -51,7 +51,7 @@ def main(argv=None):
     parser.add_argument('--report-only', action='store_true',
                         help='train nothing; rewrite the page from the '
                         'JSONL rows (after runs split across processes)')
-    parser.add_argument('--compare', nargs='+', default=[],
+    parser.add_argument('--compare', nargs='+', action='extend', default=[],
                         metavar='JSONL', help='rows of other configs run in '
                         'this harness (e.g. docs/results/baselines.jsonl) '
                         'shown on the page and in its significance tests; '
@@ -84,8 +84,12 @@ def main(argv=None):
                  log=lambda line: print(line, file=sys.stderr, flush=True),
                  config_file=path.name, threads=torch.get_num_threads())
 
-    rows = [r for r in read_jsonl(results) if r['dataset'] == dataset.name
-            and r.get('label') in specs]
+    # The page lists the config's models in the config's order (runs split
+    # across processes append their rows in any order).
+    order = {label: i for i, label in enumerate(specs)}
+    rows = sorted((r for r in read_jsonl(results) if r['dataset'] ==
+                   dataset.name and r.get('label') in specs),
+                  key=lambda r: order[r['label']])
     split = dataset.info.get('split')
     for other in args.compare:
         # Rows of another config for this dataset, unless this config has a

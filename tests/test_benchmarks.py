@@ -55,6 +55,24 @@ def test_tune_then_run_on_synthetic(bench, tmp_path):
     assert '| synthetic | mbcgcn | 2 |' in page
     assert 'tuned-multi-synthetic.json' in page
 
+    # Rows appended out of order (runs split across processes) are listed
+    # in the config's order, and '--compare' given twice keeps both files.
+    results.write_text(''.join(reversed(
+        results.read_text().splitlines(keepends=True))))
+    for name in ('a', 'b'):
+        (tmp_path / f'{name}.jsonl').write_text(''.join(
+            json.dumps({**row, 'label': f'other-{name}'}) + '\n'
+            for row in rows if row['label'] == 'crgcn'))
+    run.main(['--config', str(config), '--dataset', 'synthetic', '--seeds',
+              '0', '1', '--results', str(results), '--pages', str(tmp_path),
+              '--report-only', '--compare', str(tmp_path / 'a.jsonl'),
+              '--compare', str(tmp_path / 'b.jsonl')])
+    page = (tmp_path / 'multi-synthetic.md').read_text()
+    assert page.index('| synthetic | mbcgcn |') < page.index(
+        '| synthetic | crgcn |')
+    assert '| synthetic | other-a | 2 |' in page
+    assert '| synthetic | other-b | 2 |' in page
+
 
 def test_caged_overhead_on_synthetic(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(BENCH))
