@@ -70,7 +70,7 @@ def plot_gates(model, graph, path, title):
     emb = model(graph)
     g = model.gate_weights(emb).cpu()  # [U, B]
     behaviors = list(model.behaviors)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     parts = ax.violinplot([g[:, b].numpy() for b in range(len(behaviors))],
                           showmeans=True, showextrema=True)
     for body in parts['bodies']:
@@ -84,8 +84,9 @@ def plot_gates(model, graph, path, title):
                     ha='center', fontsize=8)
     ax.set_ylabel('gate weight $g_b(u)$')
     ax.set_xlabel('behavior (expert)')
+    ax.set_ylim(0, 1.12)  # room for the means above the violins
     ax.set_title(title, fontsize=9)
-    ax.legend(loc='center right', fontsize=8)
+    ax.legend(loc='upper center', fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
