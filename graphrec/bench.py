@@ -4,14 +4,19 @@ mean ± std tables, paired significance tests and plots.
 A benchmark config is a JSON file (see ``benchmarks/configs/``)::
 
     {"defaults": {"train": {...TrainConfig fields...}},
-     "datasets": {"tmall": {"train": {...}}},
+     "datasets": {"tmall": {"train": {...},
+                            "models": {"label": {"kwargs": {...},
+                                                 "train": {...}}}}},
      "search": {"lr": [...]},                      # used by the tuner
      "models": {"label": {"model": "name", "kwargs": {...},
                           "train": {...}, "baseline": true}}}
 
-Training settings merge in that order (defaults, dataset, model), then the
-values chosen on validation (``tuned-<config>-<dataset>.json`` beside the
-config, written by ``benchmarks/tune.py``) when that file exists.
+Training settings merge in that order (defaults, dataset, model, the
+dataset's entry for that model), then the values chosen on validation
+(``tuned-<config>-<dataset>.json`` beside the config, written by
+``benchmarks/tune.py``) when that file exists. Constructor arguments merge
+the model's, the dataset's entry for that model, then the tuned ones: a
+model's per-dataset defaults live in its config, not in code.
 
 :func:`run_grid` appends one JSONL row per run and skips runs whose
 complete row is already in the results file with the same settings, so an
@@ -28,7 +33,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from graphrec.report import complete, markdown_table, mean_std
+from graphrec.report import complete, group_rows, markdown_table, mean_std
 
 __all__ = ['RunSpec', 'load_config', 'run_grid', 'significance',
            'ablation_specs', 'plot_bars', 'plot_curves', 'plot_groups',
@@ -73,7 +78,14 @@ def load_config(path, dataset: str) -> Tuple[dict, Dict[str, RunSpec],
             raise ValueError(f"benchmark config '{path}' has no '{key}' "
                              f"entry")
     base = dict(config['defaults'].get('train', {}))
-    base.update(config.get('datasets', {}).get(dataset, {}).get('train', {}))
+    per_dataset = config.get('datasets', {}).get(dataset, {})
+    base.update(per_dataset.get('train', {}))
+    overrides = per_dataset.get('models', {})
+    unknown = sorted(set(overrides) - set(config['models']))
+    if unknown:
+        raise ValueError(f"benchmark config '{path}': datasets.{dataset}."
+                         f"models names {unknown}, which are not in "
+                         f"'models' {sorted(config['models'])}")
     tuned_path = path.parent / f'tuned-{path.stem}-{dataset}.json'
     tuned = (json.loads(tuned_path.read_text()).get('chosen', {})
              if tuned_path.exists() else {})
@@ -83,10 +95,12 @@ def load_config(path, dataset: str) -> Tuple[dict, Dict[str, RunSpec],
             raise ValueError(f"benchmark config '{path}': model '{label}' "
                              f"has no 'model' name")
         choice = tuned.get(label, {})
+        local = overrides.get(label, {})
         specs[label] = RunSpec(
             label=label, model=entry['model'],
-            kwargs={**entry.get('kwargs', {}), **choice.get('kwargs', {})},
-            train={**base, **entry.get('train', {}),
+            kwargs={**entry.get('kwargs', {}), **local.get('kwargs', {}),
+                    **choice.get('kwargs', {})},
+            train={**base, **entry.get('train', {}), **local.get('train', {}),
                    **choice.get('train', {})},
             transforms=tuple(entry.get('transforms', ())),
             baseline=bool(entry.get('baseline', False)))
@@ -208,9 +222,13 @@ def significance(rows: Sequence[dict], metrics=('hr@10', 'ndcg@10'),
     """
     from graphrec.eval.stats import paired_permutation_test
     groups: Dict[Tuple[str, str], List[dict]] = {}
-    for row in complete(rows):
-        if row.get('per_user_file') and Path(row['per_user_file']).exists():
-            groups.setdefault((row['dataset'], row['label']), []).append(row)
+    # The latest run per seed, as in the tables: a rerun replaces the
+    # earlier row of its seed instead of joining it.
+    for key, group in group_rows(rows).items():
+        group = [r for r in group if r.get('per_user_file')
+                 and Path(r['per_user_file']).exists()]
+        if group:
+            groups[key] = group
     out = []
     for dataset in sorted({d for d, _ in groups}):
         labels = {lab: g for (d, lab), g in groups.items() if d == dataset}

@@ -46,6 +46,31 @@ def test_load_config_merges_defaults_dataset_model_and_tuned(config):
         load_config(bad, 'synthetic')
 
 
+def test_load_config_per_dataset_model_overrides(config):
+    data = json.loads(config.read_text())
+    data['datasets']['synthetic']['models'] = {
+        'mbcgcn': {'kwargs': {'embedding_dim': 4}, 'train': {'lr': 0.03}}}
+    config.write_text(json.dumps(data))
+    _, specs, _ = load_config(config, 'synthetic')
+    assert specs['mbcgcn'].kwargs == {'embedding_dim': 4}
+    assert specs['mbcgcn'].train['lr'] == 0.03
+    assert specs['mbcgcn'].train['epochs'] == 3
+    assert specs['mf'].kwargs == {'embedding_dim': 8}
+    # Another dataset keeps the model's own entry.
+    _, specs, _ = load_config(config, 'tmall')
+    assert specs['mbcgcn'].kwargs == {'embedding_dim': 8}
+    assert specs['mbcgcn'].train['lr'] == 0.02
+    # The tuned values still come last.
+    (config.parent / 'tuned-small-synthetic.json').write_text(json.dumps(
+        {'chosen': {'mbcgcn': {'train': {'lr': 0.5}}}}))
+    _, specs, _ = load_config(config, 'synthetic')
+    assert specs['mbcgcn'].train['lr'] == 0.5
+    data['datasets']['synthetic']['models'] = {'gcn': {'kwargs': {}}}
+    config.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"names \['gcn'\], which are not"):
+        load_config(config, 'synthetic')
+
+
 def test_ablation_specs_are_overrides_and_transforms():
     base = RunSpec('full', 'mbcgcn', {'embedding_dim': 8}, {'lr': 0.1})
     specs = ablation_specs(base, {'no_transform': {'transform': 'none'}},
@@ -111,6 +136,26 @@ def test_per_user_files_survive_moving_the_results(config, tmp_path):
         for line in (tmp_path / 'b' / 'rows.jsonl').read_text(
         ).splitlines()))
     assert significance(read_jsonl(old)) == before
+
+
+def test_significance_uses_the_latest_run_per_seed(config, tmp_path):
+    from graphrec.bench import significance
+
+    _, specs, _ = load_config(config, 'synthetic')
+    results = tmp_path / 'rows.jsonl'
+    run_grid([specs['pop'], specs['mf']], ['synthetic'], [0, 1], results,
+             progress=False)
+    # The same seeds of 'mf' rerun with other settings (a changed default):
+    # the table shows the new runs only, and so must the test.
+    specs['mf'].train['lr'] = 0.05
+    run_grid([specs['mf']], ['synthetic'], [0, 1], results, progress=False)
+    rows = read_jsonl(results)
+    assert len(rows) == 6
+    latest = [r for r in rows[:2]] + rows[4:]
+    (entry, ) = significance(rows)
+    assert entry['seeds'] == 2
+    assert significance(latest) == [entry]
+    assert significance(rows[:4]) != [entry]
 
 
 def test_bench_and_ablate_commands_write_pages(config, tmp_path, capsys):
