@@ -72,6 +72,17 @@ def main(argv=None):
         model, kwargs, train = (specs[label].model, specs[label].kwargs,
                                 specs[label].train)
         trials = state['trials'].setdefault(label, [])
+        # What the trials were made with, beside the searched values: a
+        # changed config makes earlier trials stale (files written before
+        # this record have none and are taken as they are).
+        settings = {'kwargs': kwargs, 'train': {
+            k: v for k, v in train.items() if k not in search}}
+        stale = [t['point'] for t in trials
+                 if t.get('settings', settings) != settings]
+        if stale:
+            parser.error(f"{out.name}: the trials {stale} of '{label}' were "
+                         f"made with other settings than the config's "
+                         f"{settings}; delete the file to search again")
         for point in grid(search):
             if any(t['point'] == point for t in trials):
                 continue
@@ -82,7 +93,8 @@ def main(argv=None):
                               dataset.behaviors, **kwargs)
             t0 = time.perf_counter()
             fit = Trainer(net, dataset, cfg, evaluator=evaluator).fit()
-            trials.append({'point': point, 'valid': fit.best_valid,
+            trials.append({'point': point, 'settings': settings,
+                           'valid': fit.best_valid,
                            'metric': cfg.metric,
                            'best_epoch': fit.best_epoch,
                            'seconds': round(time.perf_counter() - t0, 1)})

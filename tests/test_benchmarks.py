@@ -18,7 +18,7 @@ def bench(monkeypatch):
     return run, tune
 
 
-def test_tune_then_run_on_synthetic(bench, tmp_path):
+def test_tune_then_run_on_synthetic(bench, tmp_path, capsys):
     run, tune = bench
     config = tmp_path / 'multi.json'
     spec = json.loads((BENCH / 'configs' / 'multi.json').read_text())
@@ -40,6 +40,17 @@ def test_tune_then_run_on_synthetic(bench, tmp_path):
                '--no-progress'])
     assert (tmp_path / 'a').read_text() == (
         tmp_path / 'tuned-multi-synthetic.json').read_text()
+    # Changed settings make the trials stale: the tuner says so instead of
+    # reusing them.
+    changed = json.loads(config.read_text())
+    changed['models']['crgcn']['kwargs']['embedding_dim'] = 16
+    config.write_text(json.dumps(changed))
+    with pytest.raises(SystemExit):
+        tune.main(['--config', str(config), '--dataset', 'synthetic',
+                   '--no-progress'])
+    assert "of 'crgcn' were made with other settings" in capsys.readouterr(
+    ).err
+    config.write_text(json.dumps(spec))
 
     results = tmp_path / 'rows.jsonl'
     run.main(['--config', str(config), '--dataset', 'synthetic', '--seeds',
@@ -100,3 +111,33 @@ def test_caged_overhead_on_synthetic(monkeypatch, tmp_path):
     assert f'{ratio:.2f}x |' in page
     with pytest.raises(SystemExit):
         caged_overhead.main(['--dataset', 'synthetic', '--epochs', '0'])
+
+
+def test_slot_tradeoff_lists_and_page(monkeypatch, tmp_path):
+    import torch
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop('slot_tradeoff', None)
+    import slot_tradeoff
+    # Two users, six items: visited items 0-2 (user 0) and 4 (user 1).
+    visited = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0]]).bool()
+    bought = torch.tensor([[0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]]).bool()
+    vis_score = torch.tensor([[3., 9., 2., 0., 0., 0.],
+                              [0., 0., 0., 0., 1., 0.]])
+    new_score = torch.tensor([[0., 0., 0., 5., 1., 7.],
+                              [4., 3., 2., 1., 0., 9.]])
+    lists = slot_tradeoff.top_lists(vis_score, new_score, visited, bought,
+                                    k=1, size=3)
+    # User 0: two visited places (item 1 was bought), then the best new one.
+    assert lists[0].tolist() == [0, 2, 5]
+    # User 1: one visited item only, new ones fill (item 5 was bought).
+    assert lists[1].tolist() == [4, 0, 1]
+    assert slot_tradeoff.top_lists(vis_score, new_score, visited, bought,
+                                   k=3, size=3)[0].tolist() == [5, 3, 4]
+    with pytest.raises(ValueError, match="'k' must be in"):
+        slot_tradeoff.top_lists(vis_score, new_score, visited, bought, k=4,
+                                size=3)
+    slot_tradeoff.main(['--dataset', 'synthetic', '--epochs', '2',
+                        '--pages', str(tmp_path)])
+    page = (tmp_path / 'slot-tradeoff-synthetic.md').read_text()
+    assert page.count('\n| ') == 12  # header and k = 0 ... 10
+    assert (tmp_path / 'slot-tradeoff-synthetic.png').exists()
