@@ -142,10 +142,14 @@ FULL_ABLATIONS: Dict[str, Dict[str, Any]] = {
     'no_backdoor': {'backdoor': None},
     'latent_backdoor': {'backdoor': 'latent'},
     'no_visited_head': {'visited_head': False},
+    'with_visited_head': {'visited_head': True},
     'no_item_features': {'item_features': False},
     'no_contrastive': {'contrastive': 0.0},
     'no_cascade_heads': {'cascade_heads': False},
     'no_cascade': {'encoder': 'parallel'},
     'backbone_lightgcn': {'encoder': 'lightgcn'},
     'backbone_mf': {'encoder': 'mf', 'edge_weights': None},
+    # The cascade encoder alone: every plug-in off at once.
+    'no_plugins': {'cascade_heads': False, 'fusion': None, 'backdoor': None,
+                   'visited_head': False, 'contrastive': 0.0},
 }

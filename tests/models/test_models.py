@@ -191,3 +191,32 @@ def test_losses_by_hand():
         bpr_loss(pos, torch.zeros(3))
     assert l2_loss([torch.tensor([3.0, 4.0])], 5).item() == pytest.approx(
         0.5 * 25 / 5)
+
+
+def test_every_full_model_ablation_builds_and_changes_the_model():
+    from graphrec.models.full import FULL_ABLATIONS
+    data = make_synthetic(num_users=30, num_items=40, seed=1)
+    graph = BehaviorGraph.from_dataset(data)
+
+    def parts(**kwargs):
+        torch.manual_seed(0)
+        model = build_model('causal_cascade', data.num_users, data.num_items,
+                            behaviors=data.behaviors, **kwargs)
+        model.eval()
+        with torch.no_grad():
+            emb = model(graph)
+            score = model.score(emb, torch.arange(5))
+        assert torch.isfinite(score).all()
+        return (model.backbone_name, model.fusion_kind, model.backdoor_kind,
+                model.visited is not None, model.contrastive is not None,
+                getattr(model.backbone, 'head_kind', None),
+                sum(p.numel() for p in model.parameters()))
+
+    default = parts()
+    for name, overrides in FULL_ABLATIONS.items():
+        if name == 'with_visited_head':  # on by default: swap its base
+            assert parts(visited_head=False) != parts(**overrides)
+            continue
+        assert parts(**overrides) != default, name
+    off = parts(**FULL_ABLATIONS['no_plugins'])
+    assert off[1:5] == (None, None, False, False)
