@@ -1,0 +1,174 @@
+"""What a top-10 list gives up for the items a user never visited.
+
+    python benchmarks/slot_tradeoff.py --dataset tmall --threads 2
+
+On the validation pairs only (the test set is never read): the user's
+visited items (linked by an auxiliary behavior in train) are ordered by the
+training-free re-ranker (smoothed buy/view conversion rate, carted first),
+the unvisited ones by LightGCN on all behaviors (the trained model with the
+best HR@10 on unvisited test items in this harness), and the top 10 holds
+the first ``10 - k`` visited items and the first ``k`` unvisited ones (more
+unvisited ones when a user has fewer visited items). For every ``k`` the
+script reports HR@10 overall and on visited / unvisited validation items,
+and writes docs/results/slot-tradeoff-<dataset>.md with a plot.
+
+It answers one question about the targets of the full model: how many of
+the ten places must go to new items before those reach a given HR@10, and
+what that costs on the visited ones.
+"""
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from graphrec.bench import load_config
+from graphrec.cli import load_data
+from graphrec.data.graph import BehaviorGraph
+from graphrec.models import build_model
+from graphrec.nn.visited import VisitLinks
+from graphrec.train import TrainConfig, Trainer
+from graphrec.train.experiment import seed_everything
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def top_lists(visited_score: torch.Tensor, unvisited_score: torch.Tensor,
+              visited: torch.Tensor, bought: torch.Tensor, k: int,
+              size: int = 10) -> torch.Tensor:
+    r"""The :obj:`[B, size]` item lists with :obj:`size - k` visited items
+    by :obj:`visited_score` and the rest unvisited by
+    :obj:`unvisited_score`; train purchases (:obj:`bought`) never listed.
+    Where a user has fewer visited items than places, unvisited ones fill
+    the list; ties go to the lower item index.
+    """
+    if not 0 <= k <= size:
+        raise ValueError(f"'k' must be in [0, {size}] (got {k})")
+    low = torch.finfo(visited_score.dtype).min
+    open_ = ~bought
+    vis = torch.where(visited & open_, visited_score, low)
+    new = torch.where(~visited & open_, unvisited_score, low)
+    n_vis = (visited & open_).sum(1)
+    take_vis = torch.clamp(n_vis, max=size - k)
+    vis_top = vis.topk(size, dim=1).indices
+    new_top = new.topk(size, dim=1).indices
+    pos = torch.arange(size).expand(vis.size(0), -1)
+    # Slot j holds the j-th visited item while j < take_vis, then the
+    # (j - take_vis)-th unvisited one.
+    j_new = (pos - take_vis.unsqueeze(1)).clamp(min=0)
+    return torch.where(pos < take_vis.unsqueeze(1), vis_top,
+                       new_top.gather(1, j_new))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--dataset', default='tmall')
+    parser.add_argument('--split-seed', type=int, default=0)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--epochs', type=int, default=None,
+                        help="LightGCN's epoch budget (default: the "
+                        'baselines config)')
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--pages', default=str(ROOT / 'docs' / 'results'))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_data(args.dataset, split_seed=args.split_seed)
+    graph = BehaviorGraph.from_dataset(data)
+    users, items = data.valid
+
+    # The unvisited ranker: LightGCN on all behaviors, the baselines
+    # config's settings for this dataset, early stopping on validation.
+    _, specs, _ = load_config(ROOT / 'benchmarks' / 'configs' /
+                              'baselines.json', args.dataset)
+    spec = specs['lightgcn-all']
+    train = {**spec.train, 'seed': args.seed, 'progress': False}
+    if args.epochs is not None:
+        train['epochs'] = args.epochs
+    seed_everything(args.seed)
+    lightgcn = build_model(spec.model, data.num_users, data.num_items,
+                           data.behaviors, **spec.kwargs)
+    start = time.time()
+    fit = Trainer(lightgcn, data, TrainConfig(**train)).fit()
+    print(f'lightgcn-all: {time.time() - start:.0f} s, best epoch '
+          f'{fit.best_epoch}, validation ndcg@10 {fit.best_valid:.4f}')
+    reranker = build_model('reranker', data.num_users, data.num_items,
+                           data.behaviors, prior='conversion',
+                           strength='visited')
+    links = VisitLinks(graph, data.behaviors[:-1])
+    buy = data.train[data.target]
+    ks = list(range(11))
+    hits = {k: torch.zeros(users.numel(), dtype=torch.bool) for k in ks}
+    is_visited = torch.zeros(users.numel(), dtype=torch.bool)
+    lightgcn.eval()
+    with torch.no_grad():
+        emb_l, emb_r = lightgcn(graph), reranker(graph)
+        for s in range(0, users.numel(), 512):
+            u, i = users[s:s + 512], items[s:s + 512]
+            visited = links.dense(u).amax(-1) > 0
+            # Train purchases of the chunk's users, as a dense mask.
+            row_of = torch.full((data.num_users, ), -1, dtype=torch.long)
+            row_of[u] = torch.arange(u.numel())
+            mine = row_of[buy[0]] >= 0
+            bought = torch.zeros_like(visited)
+            bought[row_of[buy[0][mine]], buy[1][mine]] = True
+            sl = lightgcn.score(emb_l, u)
+            sr = reranker.score(emb_r, u)
+            is_visited[s:s + 512] = visited[torch.arange(u.numel()), i]
+            for k in ks:
+                lists = top_lists(sr, sl, visited, bought, k)
+                hits[k][s:s + 512] = (lists == i.unsqueeze(1)).any(1)
+    rows = []
+    for k in ks:
+        h = hits[k].float()
+        rows.append({'k': k, 'hr@10': h.mean().item(),
+                     'visited': h[is_visited].mean().item(),
+                     'unvisited': h[~is_visited].mean().item()})
+        print(rows[-1])
+    write_page(rows, args, float(is_visited.float().mean()), fit)
+
+
+def write_page(rows, args, share: float, fit) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    pages = Path(args.pages)
+    stem = f'slot-tradeoff-{args.dataset}'
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ks = [r['k'] for r in rows]
+    for key, style in (('hr@10', 'o-'), ('visited', 's--'),
+                       ('unvisited', '^-')):
+        ax.plot(ks, [r[key] for r in rows], style, label=key)
+    ax.axhline(0.05, color='grey', lw=0.8, ls=':')
+    ax.set_xlabel('places of the top 10 given to unvisited items')
+    ax.set_ylabel('validation HR@10')
+    ax.set_title(f'{args.dataset}: visited vs unvisited places')
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(pages / f'{stem}.png', dpi=120)
+    plt.close(fig)
+    lines = [
+        f'# Top-10 places for unvisited items, {args.dataset}', '',
+        f'Generated by `python benchmarks/slot_tradeoff.py --dataset '
+        f'{args.dataset} --split-seed {args.split_seed} --seed {args.seed}'
+        + (f' --epochs {args.epochs}' if args.epochs is not None else '')
+        + '`. Validation pairs only (carved from train, split seed '
+        f'{args.split_seed}); the test set is not read. Visited items '
+        '(linked to the user by an auxiliary behavior in train) are '
+        'ordered by the training-free re-ranker (carted first, then '
+        'smoothed buy/view conversion), unvisited ones by LightGCN on all '
+        'behaviors (the baselines config\'s settings, best validation epoch '
+        f'{fit.best_epoch}); `k` places go to unvisited items, the other '
+        '`10 - k` to visited ones (unvisited items fill the list of a user '
+        f'with fewer visited ones). {share:.1%} of the validation items are '
+        'visited.', '',
+        '| k | HR@10 | visited HR@10 | unvisited HR@10 |', '|---|---|---|---|']
+    lines += [f"| {r['k']} | {r['hr@10']:.4f} | {r['visited']:.4f} | "
+              f"{r['unvisited']:.4f} |" for r in rows]
+    lines += ['', f'![{stem}]({stem}.png)', '']
+    (pages / f'{stem}.md').write_text('\n'.join(lines))
+    print(f'wrote {pages / stem}.md')
+
+
+if __name__ == '__main__':
+    main()
