@@ -28,6 +28,7 @@ DATASET ?= tmall
 tune: $(STAMP)
 	$(BIN)/python benchmarks/tune.py --config benchmarks/configs/baselines.json --dataset $(DATASET)
 	$(BIN)/python benchmarks/tune.py --config benchmarks/configs/multi.json --dataset $(DATASET)
+	$(if $(filter retailrocket,$(DATASET)),$(BIN)/python benchmarks/tune.py --config benchmarks/configs/full.json --dataset $(DATASET) --models causal_cascade)
 
 bench-baselines: $(STAMP)
 	$(BIN)/python benchmarks/run.py --config benchmarks/configs/baselines.json --dataset $(DATASET) --seeds 0 1 2
@@ -36,7 +37,9 @@ bench-multi: $(STAMP)
 	$(BIN)/python benchmarks/run.py --config benchmarks/configs/multi.json --dataset $(DATASET) --seeds 0 1 2
 
 # The full model beside the other configs' rows (run bench-baselines and
-# bench-multi first for the comparison and the significance tests).
+# bench-multi first for the comparison and the significance tests; on
+# retailrocket `make tune` also chooses the full model's learning rate on the
+# baselines' grid, its tmall settings come from benchmarks/explore_full.py).
 bench-full: $(STAMP)
 	$(BIN)/python benchmarks/run.py --config benchmarks/configs/full.json --dataset $(DATASET) --seeds 0 1 2 --threads 1 --compare docs/results/baselines.jsonl docs/results/multi.jsonl
 
@@ -45,7 +48,7 @@ ablate-tmall: $(STAMP)
 	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset tmall --seeds 0 1 --epochs 10 --threads 1 --results docs/results/ablation.jsonl --ablations no_visited_head no_item_features no_cascade_heads mean_fusion no_backdoor no_contrastive --graph 'behaviors=view+buy' 'view@0.5'
 
 ablate-retailrocket: $(STAMP)
-	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset retailrocket --seeds 0 1 2 --threads 1 --results docs/results/ablation-retailrocket.jsonl --ablations no_visited_head no_item_features no_cascade_heads mean_fusion no_fusion no_backdoor no_contrastive no_cascade backbone_lightgcn backbone_mf
+	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset retailrocket --seeds 0 1 2 --threads 1 --results docs/results/ablation-retailrocket.jsonl --ablations with_visited_head no_cascade_heads mean_fusion no_backdoor no_contrastive no_cascade no_plugins backbone_lightgcn
 
 bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/speed.py --dataset $(DATASET) --threads 2
