@@ -63,7 +63,8 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
     :obj:`TrainConfig.behavior_weights` (see
     ``benchmarks/configs/full.json`` for the per-dataset defaults: hard
     "viewed but not bought" negatives matter on tmall, where 83% of the
-    test purchases were viewed or carted before).
+    test purchases were viewed or carted before; on retailrocket, where
+    none was, the visited-aware head is off and negatives are uniform).
 
     Args:
         num_users (int): Number of users.
