@@ -29,8 +29,10 @@ def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
         neg_score (Tensor): Scores of negatives :obj:`[B]` or
             :obj:`[B, K]` (averaged over the :math:`K` negatives).
     """
-    if neg_score.dim() == pos_score.dim() + 1:
-        pos_score = pos_score.unsqueeze(-1)
+    if (neg_score.dim() == pos_score.dim() + 1
+            and neg_score.shape[:-1] == pos_score.shape):
+        # Each positive against each of its K negatives.
+        pos_score = pos_score.unsqueeze(-1).expand_as(neg_score)
     if pos_score.shape != neg_score.shape:
         raise ValueError(f"'pos_score' and 'neg_score' shapes do not match "
                          f"(got {list(pos_score.shape)} and "

@@ -189,6 +189,14 @@ def test_losses_by_hand():
     assert torch.allclose(bpr_loss(pos, neg.unsqueeze(-1)), expected)
     with pytest.raises(ValueError, match="shapes do not match"):
         bpr_loss(pos, torch.zeros(3))
+    # K negatives per positive: the mean over every (positive, negative).
+    many = torch.tensor([[0.0, 2.0, -1.0], [0.0, 1.0, 0.0]])
+    by_hand = -torch.stack([torch.log(torch.sigmoid(p - n))
+                            for p, row in zip(pos, many)
+                            for n in row]).mean()
+    assert torch.allclose(bpr_loss(pos, many), by_hand)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        bpr_loss(pos, torch.zeros(3, 2))
     assert l2_loss([torch.tensor([3.0, 4.0])], 5).item() == pytest.approx(
         0.5 * 25 / 5)
 

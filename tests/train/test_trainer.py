@@ -124,6 +124,22 @@ def test_nan_loss_stops_with_a_clear_error(small, tmp_path, monkeypatch):
                if v.is_floating_point())
 
 
+@pytest.mark.parametrize('loss', ['bpr', 'bce'])
+def test_several_negatives_per_positive(small, loss):
+    # Every positive against K = 4 negatives, with either loss, on a model
+    # trained on every behavior (BPR with K > 1 used to fail on shapes).
+    trainer = _trainer(small, model='crgcn', epochs=3, lr=1e-2, loss=loss,
+                       num_negatives=4, hard_negative_ratio=0.5,
+                       behavior_weights={'view': 1.0, 'cart': 1.0,
+                                         'buy': 1.0})
+    before = trainer.validate()['ndcg@10']
+    result = trainer.fit()
+    losses = [h['loss'] for h in result.history]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+    assert result.best_valid > before
+
+
 def test_multi_behavior_weights(small):
     trainer = _trainer(small, model='nmtr', epochs=2, loss='bce',
                        behavior_weights={'view': 0.3, 'cart': 0.3,
