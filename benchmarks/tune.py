@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from graphrec.bench import load_config
+from graphrec.bench import load_config, tuning_settings
 from graphrec.cli import load_data
 from graphrec.eval import Evaluator
 from graphrec.models import build_model
@@ -53,7 +53,10 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     path = Path(args.config)
-    config, specs, _ = load_config(path, args.dataset)
+    try:
+        config, specs, _ = load_config(path, args.dataset)
+    except ValueError as e:  # e.g. trials made under other settings
+        parser.error(str(e))
     search = config.get('search')
     if not search:
         parser.error(f'{path.name} has no "search" grid')
@@ -64,6 +67,9 @@ def main(argv=None):
     if state['search'] != search:
         parser.error(f'{out.name} was made with another grid '
                      f'{state["search"]}; delete it to search again')
+    if state['seed'] != args.seed:
+        parser.error(f'{out.name} was made with --seed {state["seed"]}; '
+                     f'delete it to search again with --seed {args.seed}')
     dataset = load_data(args.dataset)
     evaluator = Evaluator(ks=(10, 20))
     labels = args.models or [m for m in specs
@@ -72,17 +78,9 @@ def main(argv=None):
         model, kwargs, train = (specs[label].model, specs[label].kwargs,
                                 specs[label].train)
         trials = state['trials'].setdefault(label, [])
-        # What the trials were made with, beside the searched values: a
-        # changed config makes earlier trials stale (files written before
-        # this record have none and are taken as they are).
-        settings = {'kwargs': kwargs, 'train': {
-            k: v for k, v in train.items() if k not in search}}
-        stale = [t['point'] for t in trials
-                 if t.get('settings', settings) != settings]
-        if stale:
-            parser.error(f"{out.name}: the trials {stale} of '{label}' were "
-                         f"made with other settings than the config's "
-                         f"{settings}; delete the file to search again")
+        # Recorded with every trial: load_config refuses the chosen values
+        # once the config gives other settings.
+        settings = tuning_settings(kwargs, train, search)
         for point in grid(search):
             if any(t['point'] == point for t in trials):
                 continue

@@ -86,9 +86,16 @@ def load_config(path, dataset: str) -> Tuple[dict, Dict[str, RunSpec],
         raise ValueError(f"benchmark config '{path}': datasets.{dataset}."
                          f"models names {unknown}, which are not in "
                          f"'models' {sorted(config['models'])}")
+    for label, entry in overrides.items():
+        extra = sorted(set(entry) - {'kwargs', 'train'})
+        if extra:
+            raise ValueError(f"benchmark config '{path}': datasets."
+                             f"{dataset}.models.{label} takes 'kwargs' and "
+                             f"'train' only (got {extra})")
     tuned_path = path.parent / f'tuned-{path.stem}-{dataset}.json'
-    tuned = (json.loads(tuned_path.read_text()).get('chosen', {})
-             if tuned_path.exists() else {})
+    state = (json.loads(tuned_path.read_text()) if tuned_path.exists()
+             else {})
+    tuned = state.get('chosen', {})
     specs = {}
     for label, entry in config['models'].items():
         if 'model' not in entry:
@@ -96,15 +103,45 @@ def load_config(path, dataset: str) -> Tuple[dict, Dict[str, RunSpec],
                              f"has no 'model' name")
         choice = tuned.get(label, {})
         local = overrides.get(label, {})
+        kwargs = {**entry.get('kwargs', {}), **local.get('kwargs', {})}
+        train = {**base, **entry.get('train', {}), **local.get('train', {})}
+        _check_tuned(state, label, kwargs, train, tuned_path)
         specs[label] = RunSpec(
             label=label, model=entry['model'],
-            kwargs={**entry.get('kwargs', {}), **local.get('kwargs', {}),
-                    **choice.get('kwargs', {})},
-            train={**base, **entry.get('train', {}), **local.get('train', {}),
-                   **choice.get('train', {})},
+            kwargs={**kwargs, **choice.get('kwargs', {})},
+            train={**train, **choice.get('train', {})},
             transforms=tuple(entry.get('transforms', ())),
             baseline=bool(entry.get('baseline', False)))
     return config, specs, tuned_path if tuned else None
+
+
+def tuning_settings(kwargs: dict, train: dict, search: dict) -> dict:
+    r"""What a tuning trial was made with beside the searched values;
+    ``benchmarks/tune.py`` records it with every trial.
+    """
+    return {'kwargs': kwargs,
+            'train': {k: v for k, v in train.items() if k not in search}}
+
+
+def _check_tuned(state: dict, label: str, kwargs: dict, train: dict,
+                 path: Path) -> None:
+    # The values chosen for a label hold only for the settings they were
+    # chosen under (files written before trials recorded them are taken as
+    # they are).
+    choice = state.get('chosen', {}).get(label)
+    if not choice:
+        return
+    trial = next((t for t in state.get('trials', {}).get(label, [])
+                  if t['point'] == choice.get('train')), None)
+    if trial is None or 'settings' not in trial:
+        return
+    now = json.loads(json.dumps(tuning_settings(kwargs, train,
+                                                state.get('search', {}))))
+    if trial['settings'] != now:
+        raise ValueError(f"'{path.name}' chose {choice.get('train')} for "
+                         f"'{label}' under other settings than the config "
+                         f"now gives ({trial['settings']} against {now}); "
+                         f"delete the file and run benchmarks/tune.py again")
 
 
 def _done(results: Path) -> Dict[Tuple, dict]:

@@ -69,6 +69,10 @@ def test_load_config_per_dataset_model_overrides(config):
     config.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"names \['gcn'\], which are not"):
         load_config(config, 'synthetic')
+    data['datasets']['synthetic']['models'] = {'mf': {'kwarg': {}}}
+    config.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"'train' only \(got \['kwarg'\]"):
+        load_config(config, 'synthetic')
 
 
 def test_ablation_specs_are_overrides_and_transforms():

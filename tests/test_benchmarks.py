@@ -48,9 +48,18 @@ def test_tune_then_run_on_synthetic(bench, tmp_path, capsys):
     with pytest.raises(SystemExit):
         tune.main(['--config', str(config), '--dataset', 'synthetic',
                    '--no-progress'])
-    assert "of 'crgcn' were made with other settings" in capsys.readouterr(
-    ).err
+    assert "for 'crgcn' under other settings" in capsys.readouterr().err
+    # ... and so does the benchmark, instead of running with stale values.
+    with pytest.raises(ValueError, match="for 'crgcn' under other settings"):
+        run.main(['--config', str(config), '--dataset', 'synthetic',
+                  '--seeds', '0', '--results', str(tmp_path / 'x.jsonl'),
+                  '--pages', str(tmp_path), '--no-progress'])
     config.write_text(json.dumps(spec))
+    # Another seed is another search.
+    with pytest.raises(SystemExit):
+        tune.main(['--config', str(config), '--dataset', 'synthetic',
+                   '--no-progress', '--seed', '1'])
+    assert 'was made with --seed 0' in capsys.readouterr().err
 
     results = tmp_path / 'rows.jsonl'
     run.main(['--config', str(config), '--dataset', 'synthetic', '--seeds',
@@ -121,21 +130,33 @@ def test_slot_tradeoff_lists_and_page(monkeypatch, tmp_path):
     # Two users, six items: visited items 0-2 (user 0) and 4 (user 1).
     visited = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0]]).bool()
     bought = torch.tensor([[0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]]).bool()
-    vis_score = torch.tensor([[3., 9., 2., 0., 0., 0.],
+    vis_score = torch.tensor([[3., 9., 3., 0., 0., 0.],
                               [0., 0., 0., 0., 1., 0.]])
     new_score = torch.tensor([[0., 0., 0., 5., 1., 7.],
-                              [4., 3., 2., 1., 0., 9.]])
-    lists = slot_tradeoff.top_lists(vis_score, new_score, visited, bought,
-                                    k=1, size=3)
-    # User 0: two visited places (item 1 was bought), then the best new one.
-    assert lists[0].tolist() == [0, 2, 5]
-    # User 1: one visited item only, new ones fill (item 5 was bought).
-    assert lists[1].tolist() == [4, 0, 1]
-    assert slot_tradeoff.top_lists(vis_score, new_score, visited, bought,
-                                   k=3, size=3)[0].tolist() == [5, 3, 4]
+                              [4., 3., 3., 1., 0., 9.]])
+
+    def hits(truth, ks, size=3):
+        return slot_tradeoff.pessimistic_hits(
+            vis_score, new_score, visited, bought, torch.tensor(truth), ks,
+            size).tolist()
+
+    # User 0, visited truth 0: tied with item 2 (item 1 was bought), so
+    # its pessimistic rank is 2: in the list while two visited places
+    # remain (k <= 1).
+    assert [h[0] for h in hits([0, 4], [0, 1, 2, 3])] == [True, True,
+                                                          False, False]
+    # User 1 has one visited item: it stays while one place is visited,
+    # and new items fill the rest; new item 2 ties with item 1, so it is
+    # third among the new ones and needs all three places.
+    assert [h[1] for h in hits([0, 4], [0, 2, 3])] == [True, True, False]
+    assert [h[1] for h in hits([0, 2], [0, 2, 3])] == [False, False, True]
+    # New item 0 is first among the new ones: with one place in all, it
+    # needs that place (k = 1).
+    assert [h[1] for h in hits([0, 0], [0, 1], size=1)] == [False, True]
+    # A bought item is never a hit, whatever its score.
+    assert hits([1, 5], [0, 3]) == [[False, False], [False, False]]
     with pytest.raises(ValueError, match="'k' must be in"):
-        slot_tradeoff.top_lists(vis_score, new_score, visited, bought, k=4,
-                                size=3)
+        hits([0, 4], [4])
     slot_tradeoff.main(['--dataset', 'synthetic', '--epochs', '2',
                         '--pages', str(tmp_path)])
     page = (tmp_path / 'slot-tradeoff-synthetic.md').read_text()

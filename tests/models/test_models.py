@@ -227,4 +227,5 @@ def test_every_full_model_ablation_builds_and_changes_the_model():
             continue
         assert parts(**overrides) != default, name
     off = parts(**FULL_ABLATIONS['no_plugins'])
-    assert off[1:5] == (None, None, False, False)
+    assert off[1:6] == (None, None, False, False, 'dot')
+    assert default[5] == 'cascaded'
