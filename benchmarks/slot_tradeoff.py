@@ -27,6 +27,7 @@ from graphrec.bench import load_config
 from graphrec.cli import load_data
 from graphrec.data.graph import BehaviorGraph
 from graphrec.models import build_model
+from graphrec.models.base import mask_pairs_
 from graphrec.nn.visited import VisitLinks
 from graphrec.train import TrainConfig, Trainer
 from graphrec.train.experiment import seed_everything
@@ -106,7 +107,7 @@ def main(argv=None):
     links = VisitLinks(graph, data.behaviors[:-1])
     buy = data.train[data.target]
     ks = list(range(11))
-    hits = {k: torch.zeros(users.numel(), dtype=torch.bool) for k in ks}
+    hits = torch.zeros(len(ks), users.numel(), dtype=torch.bool)
     is_visited = torch.zeros(users.numel(), dtype=torch.bool)
     lightgcn.eval()
     with torch.no_grad():
@@ -115,17 +116,13 @@ def main(argv=None):
             u, i = users[s:s + 512], items[s:s + 512]
             visited = links.dense(u).amax(-1) > 0
             # Train purchases of the chunk's users, as a dense mask.
-            row_of = torch.full((data.num_users, ), -1, dtype=torch.long)
-            row_of[u] = torch.arange(u.numel())
-            mine = row_of[buy[0]] >= 0
-            bought = torch.zeros_like(visited)
-            bought[row_of[buy[0][mine]], buy[1][mine]] = True
+            bought = mask_pairs_(torch.zeros_like(visited), u, buy,
+                                 data.num_users, True)
             sl = lightgcn.score(emb_l, u)
             sr = reranker.score(emb_r, u)
             is_visited[s:s + 512] = visited[torch.arange(u.numel()), i]
-            chunk = pessimistic_hits(sr, sl, visited, bought, i, ks)
-            for k in ks:
-                hits[k][s:s + 512] = chunk[k]
+            hits[:, s:s + 512] = pessimistic_hits(sr, sl, visited, bought,
+                                                  i, ks)
     rows = []
     for k in ks:
         h = hits[k].float()
