@@ -18,6 +18,7 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
                   fusion: Optional[str] = 'moe', gate: str = 'user',
                   backdoor: Optional[str] = 'popularity',
                   visited_head: bool = True, item_features: bool = True,
+                  pair_features: bool = False,
                   contrastive: float = 0.05,
                   **plugin_kwargs: Any) -> PluginRecommender:
     r"""Cascade encoder, mixture-of-experts fusion with backdoor
@@ -53,7 +54,9 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
       explore mixture on whether the user already viewed or carted the
       item, with the fused score as the base of both modes, and with the
       items' train counts and conversion rates as fixed features
-      (:obj:`item_features`);
+      (:obj:`item_features`), and optionally item-neighbourhood scores of
+      each visited pair (:obj:`pair_features`: item-based collaborative
+      filtering from the user's history, as fixed features);
     - **contrastive alignment** (:obj:`contrastive`, a loss weight): MCLMR's
       bias-aware InfoNCE between each auxiliary behavior's user embeddings
       and the target's.
@@ -93,6 +96,10 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
         item_features (bool): Item counts and conversion rates in the
             visited-aware head (:func:`~graphrec.nn.visited.item_statistics`;
             needs :obj:`visited_head`). (default: :obj:`True`)
+        pair_features (bool): Item-neighbourhood scores of visited pairs in
+            the visited-aware head
+            (:func:`~graphrec.nn.visited.pair_statistics`; needs
+            :obj:`visited_head`). (default: :obj:`False`)
         contrastive (float): Weight of the contrastive term; :obj:`0` turns
             it off. (default: :obj:`0.05`)
         **plugin_kwargs: Further :class:`PluginRecommender` arguments (e.g.
@@ -117,6 +124,7 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
                              "encoder='mf')")
         backbone_kwargs['edge_weights'] = edge_weights
     item_features = bool(item_features and visited_head)
+    pair_features = bool(pair_features and visited_head)
     if not multi:
         # One embedding for every behavior: no experts to fuse, no views to
         # align (PluginRecommender refuses both there).
@@ -126,7 +134,8 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
         embedding_dim=embedding_dim, num_layers=num_layers,
         backbone_kwargs=backbone_kwargs, fusion=fusion, gate=gate,
         backdoor=backdoor, visited_head=visited_head,
-        item_features=item_features, contrastive=contrastive,
+        item_features=item_features, pair_features=pair_features,
+        contrastive=contrastive,
         **plugin_kwargs)
 
 
@@ -145,6 +154,7 @@ FULL_ABLATIONS: Dict[str, Dict[str, Any]] = {
     'no_visited_head': {'visited_head': False},
     'with_visited_head': {'visited_head': True},
     'no_item_features': {'item_features': False},
+    'with_pair_features': {'pair_features': True},
     'no_contrastive': {'contrastive': 0.0},
     'no_cascade_heads': {'cascade_heads': False},
     'no_cascade': {'encoder': 'parallel'},

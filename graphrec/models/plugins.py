@@ -3,7 +3,7 @@ backbone (MCLMR's model-agnostic framework; MUSENET's latent scenarios).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ from graphrec.nn.fusion import MoEFusion
 from graphrec.nn.visited import (
     VisitedAwareHead,
     item_statistics,
+    pair_statistics,
     visited_share,
 )
 
@@ -68,8 +69,12 @@ def user_activity_strata(graph: BehaviorGraph, num_strata: int = 4,
 class _Links:
     # Membership of (user, item) pairs in each auxiliary behavior's train
     # edges: sorted pair keys for given pairs, CSR rows for all items.
-    def __init__(self, graph: BehaviorGraph, behaviors: Sequence[str]):
+    def __init__(self, graph: BehaviorGraph, behaviors: Sequence[str],
+                 features: Optional[Tuple[Tensor, Tensor]] = None):
+        # 'features': (sorted keys, values [E, G]) of linked pairs, e.g.
+        # pair_statistics(graph); looked up by features() / dense_features().
         self.num_items = graph.num_items
+        self.feature_keys, self.feature_values = features or (None, None)
         self.keys = [torch.unique(pair_keys(graph.edge_index_dict[b],
                                             graph.num_items))
                      for b in behaviors]
@@ -110,6 +115,30 @@ class _Links:
         index = torch.stack([union // self.num_items,
                              union % self.num_items])
         return index, value.float()
+
+    def features(self, user: Tensor, item: Tensor) -> Tensor:
+        # [..., G] features of the pairs; zero for pairs without any.
+        user, item = torch.broadcast_tensors(user, item)
+        key = user.long() * self.num_items + item.long()
+        keys, values = self.feature_keys, self.feature_values
+        pos = torch.searchsorted(keys, key).clamp_max(keys.numel() - 1)
+        found = (keys[pos] == key).unsqueeze(-1)
+        return torch.where(found, values[pos], values.new_zeros(()))
+
+    def dense_features(self, user: Tensor) -> Tensor:
+        # [B, I, G] features of 'user' against all items.
+        keys, values = self.feature_keys, self.feature_values
+        out = values.new_zeros(user.numel(), self.num_items, values.size(1))
+        lo = torch.searchsorted(keys, user.long() * self.num_items)
+        hi = torch.searchsorted(keys, (user.long() + 1) * self.num_items)
+        count = hi - lo
+        row = torch.repeat_interleave(
+            torch.arange(user.numel(), device=user.device), count)
+        offset = torch.cumsum(count, 0) - count
+        pos = (torch.arange(int(count.sum()), device=user.device) -
+               offset.repeat_interleave(count) + lo.repeat_interleave(count))
+        out[row, keys[pos] % self.num_items] = values[pos]
+        return out
 
     def dense(self, user: Tensor) -> Tensor:
         # [B, I, A] indicators of 'user' against all items.
@@ -214,6 +243,17 @@ class PluginRecommender(Recommender):
             (:func:`~graphrec.nn.visited.item_statistics`), so that its
             repeat mode can order a user's visited items by how often they
             convert. (default: :obj:`False`)
+        pair_features (bool): Give the visited-aware head item-neighbourhood
+            scores of each visited pair
+            (:func:`~graphrec.nn.visited.pair_statistics`: how strongly the
+            user's bought, viewed, ... items point at the item through other
+            users), so that its repeat mode can order a user's visited items
+            by collaborative evidence too. (default: :obj:`False`)
+        feature_lr (float): Multiplier of the training learning rate for the
+            weights of the fixed item and pair features in the
+            visited-aware head (:meth:`parameter_groups`): they start at zero
+            and, at a learning rate suited to embeddings, barely move before
+            the embeddings peak. (default: :obj:`1.0`)
         contrastive (float): Weight of the bias-aware contrastive term;
             :obj:`0` turns it off. (default: :obj:`0.0`)
         contrastive_users (int): At most this many of the batch's target
@@ -248,7 +288,8 @@ class PluginRecommender(Recommender):
                  scenario_predict: str = 'assignment', tau: float = 0.1,
                  alpha: float = 0.2, kl_weight: float = 1.0,
                  beta: float = 0.1, visited_head: bool = False,
-                 item_features: bool = False,
+                 item_features: bool = False, pair_features: bool = False,
+                 feature_lr: float = 1.0,
                  contrastive: float = 0.0, contrastive_users: int = 1024,
                  chunk_size: int = 256):
         super().__init__(num_users, num_items)
@@ -269,12 +310,18 @@ class PluginRecommender(Recommender):
         if not isinstance(visited_head, bool):
             raise TypeError(f"'visited_head' must be a bool "
                             f"(got {visited_head!r})")
+        if not isinstance(feature_lr, (int, float)) \
+                or isinstance(feature_lr, bool) or not feature_lr > 0:
+            raise ValueError(f"'feature_lr' must be a positive multiplier "
+                             f"(got {feature_lr!r})")
         if not isinstance(contrastive, (int, float)) or contrastive < 0:
             raise ValueError(f"'contrastive' must be a non-negative weight "
                              f"(got {contrastive!r})")
-        if item_features and not visited_head:
-            raise ValueError("'item_features' feed the visited-aware head; "
-                             "they need visited_head=True")
+        for name, value in (('item_features', item_features),
+                            ('pair_features', pair_features)):
+            if value and not visited_head:
+                raise ValueError(f"'{name}' feed the visited-aware head; "
+                                 f"they need visited_head=True")
         if (visited_head or contrastive) and len(behaviors) < 2:
             raise ValueError(f"'visited_head' and 'contrastive' need "
                              f"auxiliary behaviors (got {behaviors!r})")
@@ -292,6 +339,7 @@ class PluginRecommender(Recommender):
         dim = self._embedding_dim(self.backbone)
         self.embedding_dim = dim
         self.chunk_size = chunk_size
+        self.feature_lr = float(feature_lr)
         self.contrastive_users = contrastive_users
         self.fusion_kind, self.backdoor_kind = fusion, backdoor
         self.strata_behaviors = strata_behaviors
@@ -319,7 +367,9 @@ class PluginRecommender(Recommender):
         if visited_head:
             self.visited = VisitedAwareHead(
                 dim, len(self.auxiliary), num_item_features=(
-                    2 * len(self.behaviors) - 1 if item_features else 0))
+                    2 * len(self.behaviors) - 1 if item_features else 0),
+                num_pair_features=(2 * len(self.behaviors) - 1
+                                   if pair_features else 0))
         if contrastive:
             self.contrastive = BiasAwareContrastive(weight=float(contrastive))
         self.decomposable = bool(
@@ -408,7 +458,10 @@ class PluginRecommender(Recommender):
             raise ValueError(f"the graph's behaviors {list(graph.behaviors)}"
                              f" differ from the model's "
                              f"{list(self.behaviors)}")
-        self._links = _Links(graph, self.auxiliary)
+        self._links = _Links(
+            graph, self.auxiliary,
+            pair_statistics(graph) if self.visited is not None
+            and self.visited.num_pair_features else None)
         if isinstance(self.backdoor, StratifiedBackdoor):
             fn = (item_popularity_strata if self.backdoor.side == 'item'
                   else user_activity_strata)
@@ -532,9 +585,11 @@ class PluginRecommender(Recommender):
         if self.visited is not None:
             feats = (None if self._item_features is None else
                      self._item_features[item_index])
+            pair = (self._links.features(u, item_index)
+                    if self.visited.num_pair_features else None)
             base = self.visited(emb['user'][user_index], q,
                                 self._links.pairs(u, item_index), base,
-                                item_features=feats)
+                                item_features=feats, pair_features=pair)
         return self._adjust_pairs(base, p, q, u, item_index)
 
     def _adjust_pairs(self, base: Tensor, p: Tensor, q: Tensor, u: Tensor,
@@ -575,9 +630,12 @@ class PluginRecommender(Recommender):
             score = self._backbone_score(emb, self.target, user_index, None)
             base = score if base is None else base + score
         if self.visited is not None:
+            pair = (self._links.dense_features(user_index)
+                    if self.visited.num_pair_features else None)
             base = self.visited.score_all(p, q, self._links.dense(user_index),
                                           base,
-                                          item_features=self._item_features)
+                                          item_features=self._item_features,
+                                          pair_features=pair)
         bd = self.backdoor
         if bd is None:
             return base
@@ -676,6 +734,22 @@ class PluginRecommender(Recommender):
         return self.fusion.gate_weights(emb['user'][u],
                                         emb['item'][item_index],
                                         self._links.pairs(u, item_index))
+
+    def parameter_groups(self, lr: float) -> List[Dict[str, Any]]:
+        r"""Optimizer parameter groups (the trainer's hook): the
+        visited-aware head's fixed-feature weights at :obj:`lr *
+        feature_lr`, every other parameter at :obj:`lr`.
+        """
+        special = []
+        if self.visited is not None:
+            special = [p for p in (self.visited.feature_weight,
+                                   self.visited.pair_weight) if p is not None]
+        ids = {id(p) for p in special}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        groups = [{'params': rest, 'lr': lr}]
+        if special:
+            groups.append({'params': special, 'lr': lr * self.feature_lr})
+        return groups
 
     def regularization(self, user_index: Tensor,
                        item_index: Tensor) -> List[Tensor]:

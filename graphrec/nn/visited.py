@@ -22,7 +22,7 @@ from graphrec.data.graph import BehaviorGraph
 from graphrec.losses import bce_loss
 
 __all__ = ['VisitLinks', 'pair_links', 'visited_share', 'item_statistics',
-           'VisitedAwareHead']
+           'pair_statistics', 'VisitedAwareHead']
 
 BehaviorSpec = Union[str, Sequence[str]]
 
@@ -270,6 +270,132 @@ def item_statistics(graph: BehaviorGraph, smoothing: float = 10.0,
     return out.float()
 
 
+def _csr(index: Tensor, rows: int, cols: int,
+         value: Optional[Tensor] = None) -> Tensor:
+    # A sparse CSR matrix with ones (or 'value') at 'index' [2, E].
+    if value is None:
+        value = torch.ones(index.size(1), device=index.device)
+    return torch.sparse_coo_tensor(index, value, (rows, cols),
+                                   check_invariants=False) \
+        .coalesce().to_sparse_csr()
+
+
+def pair_statistics(graph: BehaviorGraph, chunk_size: int = 1024,
+                    standardize: bool = True) -> Tuple[Tensor, Tensor]:
+    r"""Fixed item-neighbourhood features of the *visited* user-item pairs
+    (those linked by an auxiliary behavior of the train graph), for the
+    repeat mode of :class:`VisitedAwareHead`: how strongly the user's
+    history points at the item through other users.
+
+    For a source behavior :math:`x`, a destination behavior :math:`y`
+    (binary user-item matrices :math:`X, Y`, item counts :math:`n^x_j,
+    n^y_i`) the item-to-item cosine :math:`S^{xy}_{ji} = (X^\top Y)_{ji} /
+    \sqrt{n^x_j n^y_i}` ("users who did :math:`x` on :math:`j` did
+    :math:`y` on :math:`i`", item-based collaborative filtering) gives the
+    pair score
+
+    .. math::
+        s^{xy}_{ui} = \frac{1}{|X_u|} \sum_{j \neq i} X_{uj}
+        S^{xy,-u}_{ji},
+
+    the item :math:`i` itself left out, and the user too (:math:`S^{xy,-u}`
+    counts co-occurrence in the other users only, with the same
+    normalisation): otherwise a train pair of :math:`y` (a train purchase,
+    the positive of training) would always look supported by its own
+    user's history, and a held-out pair never. The features are
+    :math:`s^{bt}` for every behavior :math:`b` into the target :math:`t`,
+    then :math:`s^{aa}` for every auxiliary :math:`a`: :obj:`[E, 2B - 1]`,
+    each as :math:`\log(1 + s / \bar{s})` with :math:`\bar{s}` its mean
+    over the pairs. Counted on the given (train) graph only.
+
+    :math:`S` is never formed: a chunk of users costs two sparse-dense
+    products, :math:`Y^\top (X A^\top)` with :math:`A` the chunk's rows of
+    :math:`X`, so memory is :math:`O((U + I) \cdot \text{chunk})`.
+
+    Args:
+        graph (BehaviorGraph): The train graph.
+        chunk_size (int, optional): Users per chunk. (default: :obj:`1024`)
+        standardize (bool, optional): Zero mean and unit variance per
+            column over the pairs. (default: :obj:`True`)
+
+    Returns:
+        :obj:`(keys, features)`: the sorted pair keys :math:`u I + i`
+        :obj:`[E]` of the visited pairs and their features
+        :obj:`[E, 2B - 1]`.
+    """
+    if not isinstance(graph, BehaviorGraph):
+        raise TypeError(f"'graph' must be a BehaviorGraph "
+                        f"(got {type(graph).__name__})")
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) \
+            or chunk_size < 1:
+        raise ValueError(f"'chunk_size' must be a positive int "
+                         f"(got {chunk_size!r})")
+    n_users, n_items = graph.num_users, graph.num_items
+    auxiliary, target = graph.behaviors[:-1], graph.target
+    if not auxiliary:
+        raise ValueError(f"pair statistics need auxiliary behaviors (the "
+                         f"graph has {list(graph.behaviors)})")
+    edges = {}
+    for b in graph.behaviors:
+        e = graph.edge_index_dict[b].long()
+        edges[b] = torch.unique(e[0] * n_items + e[1])  # binary, sorted
+    keys = torch.unique(torch.cat([edges[a] for a in auxiliary]))
+    pairs = [(b, target) for b in graph.behaviors] + \
+        [(a, a) for a in auxiliary]
+    out = torch.zeros(keys.numel(), len(pairs), dtype=torch.double,
+                      device=keys.device)
+    pair_user = keys // n_items
+    bounds = torch.searchsorted(
+        pair_user, torch.arange(0, n_users + chunk_size, chunk_size,
+                                device=keys.device).clamp_(max=n_users))
+    for col, (x, y) in enumerate(pairs):
+        xu, xi = edges[x] // n_items, edges[x] % n_items
+        yu, yi = edges[y] // n_items, edges[y] % n_items
+        nx = torch.bincount(xi, minlength=n_items).double()
+        ny = torch.bincount(yi, minlength=n_items).double()
+        du = torch.bincount(xu, minlength=n_users).double()
+        inx, iny = nx.clamp(min=1).rsqrt(), ny.clamp(min=1).rsqrt()
+        # sum_j X_uj n_j^{-1/2} per user
+        row_reach = torch.zeros(n_users, dtype=torch.double,
+                                device=keys.device).index_add_(0, xu, inx[xi])
+        X = _csr(torch.stack([xu, xi]), n_users, n_items,
+                 torch.ones_like(xu, dtype=torch.double))
+        YT = _csr(torch.stack([yi, yu]), n_items, n_users,
+                  iny[yi])
+        # (X^T Y)_ii: users with both x and y on item i.
+        both = torch.isin(edges[x], edges[y])
+        diag = torch.bincount(xi[both], minlength=n_items).double() * iny
+        xptr = torch.searchsorted(
+            xu, torch.arange(n_users + 1, device=xu.device))
+        for c, start in enumerate(range(0, n_users, chunk_size)):
+            lo, hi = int(bounds[c]), int(bounds[c + 1])
+            if lo == hi:
+                continue
+            end = min(start + chunk_size, n_users)
+            s, t = int(xptr[start]), int(xptr[end])
+            # A^T [I, C]: the chunk's X rows scaled by n_j^{-1/2} / |X_u|.
+            a_val = inx[xi[s:t]] / du[xu[s:t]]
+            AT = torch.zeros(n_items, end - start, dtype=torch.double,
+                             device=keys.device)
+            AT[xi[s:t], xu[s:t] - start] = a_val
+            score = YT @ (X @ AT)  # [I, C]
+            u, i = pair_user[lo:hi], keys[lo:hi] % n_items
+            val = score[i, u - start] - AT[i, u - start] * diag[i]
+            # Leave the user out of the co-occurrence: u's own x on j and
+            # y on i would otherwise make every train y pair (a train
+            # purchase, for y the target) look supported by "other" users.
+            own = torch.isin(keys[lo:hi], edges[y]).double()
+            reach = row_reach[u] - AT[i, u - start] * du[u]
+            val = val - own * iny[i] * reach / du[u].clamp(min=1)
+            # zero up to rounding (the subtractions above leave ~1e-17)
+            out[lo:hi, col] = torch.where(val > 1e-12, val, 0.0)
+    mean = out.mean(0).clamp(min=1e-12)
+    out = torch.log1p(out / mean)
+    if standardize and out.size(0) > 1:
+        out = (out - out.mean(0)) / out.std(0).clamp(min=1e-12)
+    return keys, out.float()
+
+
 def mixture_logit(intent: Tensor, repeat_score: Tensor, explore_score: Tensor,
                   visited: Tensor) -> Tensor:
     r"""The logit of the visited-aware mixture (see
@@ -352,6 +478,10 @@ class VisitedAwareHead(torch.nn.Module):
             :math:`f_i^\top w^e` (zero-initialised), so that the repeat mode
             can learn how items convert from a visit into the target;
             :obj:`0` for none. (default: :obj:`0`)
+        num_pair_features (int, optional): Size :math:`G` of fixed features
+            :math:`g_{ui}` of visited pairs (e.g. :func:`pair_statistics`)
+            that enter the repeat score linearly, :math:`g_{ui}^\top w^g`
+            (zero-initialised); :obj:`0` for none. (default: :obj:`0`)
 
     Example:
         >>> head = VisitedAwareHead(embedding_dim=64, num_links=2)
@@ -359,12 +489,14 @@ class VisitedAwareHead(torch.nn.Module):
     """
     def __init__(self, embedding_dim: int, num_links: int,
                  hidden_dim: int = 32, user_link_weights: bool = True,
-                 num_item_features: int = 0):
+                 num_item_features: int = 0, num_pair_features: int = 0):
         super().__init__()
         for name, value, low in (('embedding_dim', embedding_dim, 1),
                                  ('num_links', num_links, 1),
                                  ('hidden_dim', hidden_dim, 0),
                                  ('num_item_features', num_item_features,
+                                  0),
+                                 ('num_pair_features', num_pair_features,
                                   0)):
             if not isinstance(value, int) or isinstance(value, bool) \
                     or value < low:
@@ -373,6 +505,7 @@ class VisitedAwareHead(torch.nn.Module):
         self.embedding_dim, self.num_links = embedding_dim, num_links
         self.hidden_dim = hidden_dim
         self.num_item_features = num_item_features
+        self.num_pair_features = num_pair_features
         if hidden_dim:
             self.intent = torch.nn.Sequential(
                 torch.nn.Linear(embedding_dim, hidden_dim), torch.nn.Tanh(),
@@ -392,6 +525,8 @@ class VisitedAwareHead(torch.nn.Module):
         self.feature_weight = (torch.nn.Parameter(
             torch.empty(2, num_item_features)) if num_item_features else
                                None)
+        self.pair_weight = (torch.nn.Parameter(torch.empty(num_pair_features))
+                            if num_pair_features else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -411,6 +546,8 @@ class VisitedAwareHead(torch.nn.Module):
             torch.nn.init.zeros_(self.link_proj.weight)
         if self.feature_weight is not None:
             torch.nn.init.zeros_(self.feature_weight)
+        if self.pair_weight is not None:
+            torch.nn.init.zeros_(self.pair_weight)
 
     # ------------------------------------------------------------------
     def intent_logit(self, user: Tensor) -> Tensor:
@@ -459,8 +596,24 @@ class VisitedAwareHead(torch.nn.Module):
         out = features.matmul(self.feature_weight.t())
         return out[..., 0], out[..., 1]
 
+    def _pair_scores(self, features: Optional[Tensor],
+                     shape: Sequence[int]):
+        # The repeat term g_ui^T w_g ([*shape]), or 0.
+        if self.pair_weight is None:
+            if features is not None:
+                raise ValueError("'pair_features' given, but the head was "
+                                 "built with num_pair_features=0")
+            return 0.0
+        want = list(shape) + [self.num_pair_features]
+        if features is None or list(features.shape) != want:
+            got = None if features is None else list(features.shape)
+            raise ValueError(f"'pair_features' must have shape {want} "
+                             f"(got {got})")
+        return features.matmul(self.pair_weight)
+
     def _scores(self, user: Tensor, item: Tensor, links: Tensor,
-                features: Optional[Tensor] = None
+                features: Optional[Tensor] = None,
+                pair_features: Optional[Tensor] = None
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         self._check_user(user)
         B, D = user.shape
@@ -479,14 +632,16 @@ class VisitedAwareHead(torch.nn.Module):
                              f"[{B}, K, {D}] (got {list(item.shape)})")
         self._check_links(links, item.shape[:-1])
         f_r, f_e = self._feature_scores(features, item.shape[:-1])
+        g_r = self._pair_scores(pair_features, item.shape[:-1])
         repeat = (dot(self.repeat_weight) + (links * coef).sum(-1)
-                  + self.repeat_bias + f_r)
+                  + self.repeat_bias + f_r + g_r)
         explore = dot(self.explore_weight) + self.explore_bias + f_e
         return intent, repeat, explore, links.amax(dim=-1) > 0
 
     def forward(self, user: Tensor, item: Tensor, links: Tensor,
                 base: Optional[Tensor] = None,
-                item_features: Optional[Tensor] = None) -> Tensor:
+                item_features: Optional[Tensor] = None,
+                pair_features: Optional[Tensor] = None) -> Tensor:
         r"""The logit of :math:`P(y_{ui} = 1)` for given pairs.
 
         Args:
@@ -500,18 +655,24 @@ class VisitedAwareHead(torch.nn.Module):
             item_features (Tensor, optional): The items' features
                 :obj:`[B, F]` or :obj:`[B, K, F]`, needed when the head
                 has :obj:`num_item_features > 0`. (default: :obj:`None`)
+            pair_features (Tensor, optional): The pairs' features
+                :obj:`[B, G]` or :obj:`[B, K, G]` (any value on unvisited
+                pairs: the repeat score is not used there), needed when the
+                head has :obj:`num_pair_features > 0`.
+                (default: :obj:`None`)
 
         Returns:
             Logits :obj:`[B]` or :obj:`[B, K]`.
         """
-        intent, repeat, explore, visited = self._scores(user, item, links,
-                                                        item_features)
+        intent, repeat, explore, visited = self._scores(
+            user, item, links, item_features, pair_features)
         if base is not None:
             repeat, explore = repeat + base, explore + base
         return mixture_logit(intent, repeat, explore, visited)
 
     def components(self, user: Tensor, item: Tensor, links: Tensor,
-                   item_features: Optional[Tensor] = None
+                   item_features: Optional[Tensor] = None,
+                   pair_features: Optional[Tensor] = None
                    ) -> Dict[str, Tensor]:
         r"""The parts of the mixture for given pairs, as probabilities:
         :obj:`'repeat'` :math:`P(r \mid u)`, :obj:`'explore'` :math:`P(e
@@ -519,8 +680,8 @@ class VisitedAwareHead(torch.nn.Module):
         :math:`P(y \mid r)`, :obj:`'given_explore'` :math:`P(y \mid e)`,
         :obj:`'visited'` and :obj:`'prob'` :math:`P(y = 1)`.
         """
-        intent, repeat, explore, visited = self._scores(user, item, links,
-                                                        item_features)
+        intent, repeat, explore, visited = self._scores(
+            user, item, links, item_features, pair_features)
         p_r = torch.sigmoid(intent).expand_as(repeat)
         p_yr, p_ye = torch.sigmoid(repeat), torch.sigmoid(explore)
         prob = torch.where(visited, p_r * p_yr, (1 - p_r) * p_ye)
@@ -529,7 +690,8 @@ class VisitedAwareHead(torch.nn.Module):
 
     def score_all(self, user: Tensor, item: Tensor, links: Tensor,
                   base: Optional[Tensor] = None,
-                  item_features: Optional[Tensor] = None) -> Tensor:
+                  item_features: Optional[Tensor] = None,
+                  pair_features: Optional[Tensor] = None) -> Tensor:
         r"""The logits of every user against every item, equal to
         :meth:`forward` on each pair, by two matrix products plus
         elementwise work.
@@ -543,6 +705,8 @@ class VisitedAwareHead(torch.nn.Module):
                 scores, as in :meth:`forward`. (default: :obj:`None`)
             item_features (Tensor, optional): Features of all items
                 :obj:`[I, F]`. (default: :obj:`None`)
+            pair_features (Tensor, optional): Dense pair features
+                :obj:`[B, I, G]`. (default: :obj:`None`)
 
         Returns:
             Logits :obj:`[B, I]`.
@@ -562,6 +726,9 @@ class VisitedAwareHead(torch.nn.Module):
         f_r, f_e = self._feature_scores(item_features, item.shape[:-1])
         if self.feature_weight is not None:
             repeat, explore = repeat + f_r, explore + f_e
+        if self.pair_weight is not None:
+            repeat = repeat + self._pair_scores(
+                pair_features, (user.size(0), item.size(0)))
         if base is not None:
             repeat, explore = repeat + base, explore + base
         visited = links.amax(dim=-1) > 0

@@ -279,8 +279,12 @@ class Trainer:
         self.optimizer = None
         if model.trainable and any(p.requires_grad
                                    for p in model.parameters()):
-            self.optimizer = torch.optim.Adam(model.parameters(),
-                                              lr=self.config.lr)
+            # A model may give some parameters their own learning rate
+            # (e.g. weights of fixed features next to embeddings).
+            groups = (model.parameter_groups(self.config.lr)
+                      if hasattr(model, 'parameter_groups') else
+                      model.parameters())
+            self.optimizer = torch.optim.Adam(groups, lr=self.config.lr)
 
     def _score(self, emb, behavior: str, user: Tensor, item: Tensor):
         if hasattr(self.model, 'score_behavior'):

@@ -121,6 +121,7 @@ PLUGINS = [
     {'fusion': 'moe', 'gate': 'pair', 'backdoor': 'popularity'},
     {'visited_head': True},
     {'visited_head': True, 'item_features': True},
+    {'visited_head': True, 'item_features': True, 'pair_features': True},
     {'contrastive': 0.5},
     {'visited_head': True, 'backdoor': 'latent', 'contrastive': 0.1},
     {'fusion': 'moe', 'gate': 'pair', 'visited_head': True},
@@ -227,6 +228,42 @@ def test_every_parameter_gets_a_gradient_in_one_step(kwargs):
     assert set(trainer._aux_totals) == expected
 
 
+@pytest.mark.parametrize('feature_lr', [1.0, 30.0])
+def test_feature_weights_train_at_their_own_learning_rate(feature_lr):
+    data = carve_validation(make_synthetic(num_users=40, num_items=30,
+                                           seed=2), seed=0)
+    torch.manual_seed(0)
+    model = build_model('plugins', data.num_users, data.num_items,
+                        data.behaviors, backbone='cascade', embedding_dim=8,
+                        visited_head=True, item_features=True,
+                        pair_features=True, feature_lr=feature_lr)
+    groups = model.parameter_groups(0.01)
+    # every parameter exactly once; the two feature weights in the second
+    assert sorted(id(p) for g in groups for p in g['params']) == \
+        sorted(id(p) for p in model.parameters())
+    assert [p is q for p, q in zip(groups[1]['params'],
+                                   (model.visited.feature_weight,
+                                    model.visited.pair_weight))] == \
+        [True, True]
+    assert groups[0]['lr'] == 0.01
+    assert groups[1]['lr'] == pytest.approx(0.01 * feature_lr)
+    trainer = Trainer(model, data, TrainConfig(epochs=1, batch_size=64,
+                                               lr=0.01, progress=False))
+    lrs = [g['lr'] for g in trainer.optimizer.param_groups]
+    assert lrs == pytest.approx([0.01, 0.01 * feature_lr])
+    # one Adam step moves a zero-initialised weight by about lr each
+    before = model.visited.pair_weight.detach().clone()
+    trainer._aux_totals = {}
+    trainer.optimizer.zero_grad()
+    pos = trainer.positives[:, :64]
+    trainer.loss(pos[0], pos[1]).backward()
+    trainer.optimizer.step()
+    step = (model.visited.pair_weight.detach() - before).abs().max()
+    assert step == pytest.approx(0.01 * feature_lr, rel=1e-3)
+    with pytest.raises(ValueError, match="'feature_lr' must be a positive"):
+        build_model('plugins', 3, 4, BEHAVIORS, feature_lr=0.0)
+
+
 def test_latent_training_moves_prototypes_and_logs_terms():
     data = carve_validation(make_synthetic(num_users=40, num_items=30,
                                            seed=2), seed=0)
@@ -269,6 +306,8 @@ def test_plugin_input_errors(tiny, graph):
         make(chunk_size=0)
     with pytest.raises(ValueError, match="need visited_head=True"):
         make(item_features=True)
+    with pytest.raises(ValueError, match="'pair_features' feed the visited"):
+        make(pair_features=True)
     with pytest.raises(TypeError, match="'visited_head' must be a bool"):
         make(visited_head=1)
     with pytest.raises(ValueError, match="'contrastive' must be a non-neg"):

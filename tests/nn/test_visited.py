@@ -11,6 +11,7 @@ from graphrec.nn.visited import (
     item_statistics,
     mixture_logit,
     pair_links,
+    pair_statistics,
     visited_share,
 )
 from graphrec.testing import DEVICES
@@ -329,6 +330,123 @@ def test_item_features_enter_both_modes_linearly(graph):
         head.score_all(user, item, links)
     with pytest.raises(ValueError, match='num_item_features=0'):
         plain.score_all(user, item, links, item_features=feats)
+
+
+def naive_pair_statistics(graph):
+    # Dense item-to-item cosines S^{xy}, diagonal zeroed, averaged over the
+    # user's x row: the formula of pair_statistics written out.
+    U, n = graph.num_users, graph.num_items
+    dense = {}
+    for b in graph.behaviors:
+        m = torch.zeros(U, n, dtype=torch.double)
+        e = graph.edge_index_dict[b]
+        m[e[0], e[1]] = 1.0
+        dense[b] = m
+    aux = graph.behaviors[:-1]
+    cols = []
+    for x, y in [(b, graph.target) for b in graph.behaviors] + \
+            [(a, a) for a in aux]:
+        X, Y = dense[x], dense[y]
+        norm = (X.sum(0).clamp(min=1)[:, None] *
+                Y.sum(0).clamp(min=1)[None, :]).sqrt()
+        rows = []
+        for u in range(U):  # co-occurrence in the other users only
+            S = (X.t() @ Y - torch.outer(X[u], Y[u])) / norm
+            S.fill_diagonal_(0.0)
+            rows.append(X[u] @ S / X[u].sum().clamp(min=1))
+        cols.append(torch.stack(rows))
+    visited = sum(dense[a] for a in aux) > 0
+    keys = visited.flatten().nonzero().flatten()
+    out = torch.stack([c.flatten()[keys] for c in cols], -1)
+    return keys, torch.log1p(out / out.mean(0))
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+@pytest.mark.parametrize('chunk_size', [1, 3, 100])
+def test_pair_statistics_match_dense_formula(seed, chunk_size):
+    graph = random_graph(seed, num_users=8, num_items=10, density=0.35)
+    keys, feats = pair_statistics(graph, chunk_size=chunk_size,
+                                  standardize=False)
+    want_keys, want = naive_pair_statistics(graph)
+    assert torch.equal(keys, want_keys)
+    assert feats.shape == (keys.numel(), 5) and feats.dtype == torch.float
+    assert torch.allclose(feats.double(), want, atol=1e-5)
+    # standardised: zero mean, unit variance per column
+    _, std = pair_statistics(graph, chunk_size=chunk_size)
+    assert torch.allclose(std.mean(0), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(std.std(0), torch.ones(5), atol=1e-4)
+
+
+def test_pair_statistics_by_hand(graph):
+    # buy -> buy for u0 on i0 (visited by u0's view): u0 bought i1 only;
+    # i1 and i0 share no buyer, so 0. u2 bought i0; view -> buy for
+    # (u2, i3): u2 viewed only i3 itself, which is left out: 0.
+    keys, feats = pair_statistics(graph, standardize=False)
+    assert keys.tolist() == [0, 1, 5, 6, 8, 11]  # u*4 + i, sorted
+    raw = {k: f for k, f in zip(keys.tolist(), feats)}
+    assert raw[0][0] == 0.0 and raw[11][1] == 0.0
+    # view -> buy, leaving the user out: u0 and u1 viewed i0 and i1, u1
+    # bought i1. (u0, i1) scores through u0's view of i0, which u1 shares
+    # and followed by buying i1: S = 1 / sqrt(2 * 1), over u0's 2 views:
+    # 1 / (2 sqrt 2). u1's own purchase (u1, i1) scores 0: the only
+    # co-occurrence is u1's own. Mean over the 4 pairs a / 4 -> log(5).
+    two = BehaviorGraph(2, 2, {'view': torch.tensor([[0, 0, 1, 1],
+                                                     [0, 1, 0, 1]]),
+                               'buy': torch.tensor([[1], [1]])},
+                        ('view', 'buy'))
+    k2, f2 = pair_statistics(two, standardize=False)
+    assert k2.tolist() == [0, 1, 2, 3]
+    assert torch.allclose(f2[:, 0], torch.tensor([0.0, math.log(5.0), 0.0,
+                                                  0.0]), atol=1e-6)
+    # the dense formula for every column (an all-zero one stays 0)
+    _, dense = naive_pair_statistics(graph)
+    assert torch.allclose(feats.double(), dense.nan_to_num(0.0), atol=1e-6)
+    with pytest.raises(ValueError, match="'chunk_size' must be a positive"):
+        pair_statistics(graph, chunk_size=0)
+    with pytest.raises(TypeError, match="'graph' must be a BehaviorGraph"):
+        pair_statistics('graph')
+    with pytest.raises(ValueError, match='need auxiliary behaviors'):
+        pair_statistics(BehaviorGraph(3, 4, {'buy': graph.edge_index_dict[
+            'buy']}, ('buy',)))
+
+
+def test_pair_features_enter_the_repeat_mode_only(graph):
+    torch.manual_seed(0)
+    head = VisitedAwareHead(5, 2, hidden_dim=3, num_pair_features=2)
+    plain = VisitedAwareHead(5, 2, hidden_dim=3)
+    plain.load_state_dict({k: v for k, v in head.state_dict().items()
+                           if k != 'pair_weight'})
+    user, item = torch.randn(3, 5), torch.randn(4, 5)
+    links = VisitLinks(graph, ['view', 'cart'])(torch.tensor([2, 0, 1]))
+    pair = torch.randn(3, 4, 2)
+    # zero-initialised: exactly the head without them
+    assert torch.equal(head.score_all(user, item, links, pair_features=pair),
+                       plain.score_all(user, item, links))
+    with torch.no_grad():
+        head.pair_weight.copy_(torch.tensor([2.0, -1.0]))
+    got = head.score_all(user, item, links, pair_features=pair)
+    intent = plain.intent_logit(user).unsqueeze(-1)
+    repeat = ((user * plain.repeat_weight) @ item.t() +
+              (links * plain.link_weights(user)[:, None]).sum(-1) +
+              plain.repeat_bias + pair @ torch.tensor([2.0, -1.0]))
+    explore = (user * plain.explore_weight) @ item.t() + plain.explore_bias
+    visited = links.amax(-1) > 0
+    want = mixture_logit(intent, repeat, explore, visited)
+    assert torch.allclose(got, want, atol=1e-5)
+    # unvisited pairs do not depend on them
+    assert torch.equal(got[~visited], plain.score_all(user, item,
+                                                      links)[~visited])
+    items = torch.arange(4).expand(3, 4)
+    pairs = head(user, item[items], links, pair_features=pair)
+    assert torch.allclose(pairs, got, atol=1e-5)
+    pairs.sum().backward()
+    assert head.pair_weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="'pair_features' must have shape"):
+        head.score_all(user, item, links, pair_features=pair[:, :, :1])
+    with pytest.raises(ValueError, match='num_pair_features=0'):
+        plain(user, item[items], links, pair_features=pair)
+    with pytest.raises(ValueError, match="'num_pair_features' must be"):
+        VisitedAwareHead(5, 2, num_pair_features=-1)
 
 
 def test_mixture_gradcheck_float64():
