@@ -66,6 +66,17 @@ def user_activity_strata(graph: BehaviorGraph, num_strata: int = 4,
     return _strata(graph, num_strata, behaviors, 'user')
 
 
+def _ranges(start: Tensor, count: Tensor) -> Tuple[Tensor, Tensor]:
+    # For B ranges [start, start + count): the range of each position and
+    # the positions, concatenated.
+    row = torch.repeat_interleave(
+        torch.arange(start.numel(), device=start.device), count)
+    offset = torch.cumsum(count, 0) - count
+    pos = (torch.arange(int(count.sum()), device=start.device) -
+           offset.repeat_interleave(count) + start.repeat_interleave(count))
+    return row, pos
+
+
 class _Links:
     # Membership of (user, item) pairs in each auxiliary behavior's train
     # edges: sorted pair keys for given pairs, CSR rows for all items.
@@ -94,14 +105,8 @@ class _Links:
 
     def _rows(self, adj, user: Tensor) -> Tensor:
         # Keys row * I + item of the CSR rows of 'user' (rows = positions).
-        start, end = adj.crow[user], adj.crow[user + 1]
-        count = end - start
-        row = torch.repeat_interleave(
-            torch.arange(user.numel(), device=user.device), count)
-        offset = torch.cumsum(count, 0) - count
-        pos = (torch.arange(int(count.sum()), device=user.device) -
-               offset.repeat_interleave(count) +
-               start.repeat_interleave(count))
+        start = adj.crow[user]
+        row, pos = _ranges(start, adj.crow[user + 1] - start)
         return row * self.num_items + adj.col[pos]
 
     def sparse(self, user: Tensor):
@@ -121,6 +126,8 @@ class _Links:
         user, item = torch.broadcast_tensors(user, item)
         key = user.long() * self.num_items + item.long()
         keys, values = self.feature_keys, self.feature_values
+        if keys.numel() == 0:  # no visited pair at all
+            return values.new_zeros(*key.shape, values.size(1))
         pos = torch.searchsorted(keys, key).clamp_max(keys.numel() - 1)
         found = (keys[pos] == key).unsqueeze(-1)
         return torch.where(found, values[pos], values.new_zeros(()))
@@ -131,12 +138,7 @@ class _Links:
         out = values.new_zeros(user.numel(), self.num_items, values.size(1))
         lo = torch.searchsorted(keys, user.long() * self.num_items)
         hi = torch.searchsorted(keys, (user.long() + 1) * self.num_items)
-        count = hi - lo
-        row = torch.repeat_interleave(
-            torch.arange(user.numel(), device=user.device), count)
-        offset = torch.cumsum(count, 0) - count
-        pos = (torch.arange(int(count.sum()), device=user.device) -
-               offset.repeat_interleave(count) + lo.repeat_interleave(count))
+        row, pos = _ranges(lo, hi - lo)
         out[row, keys[pos] % self.num_items] = values[pos]
         return out
 

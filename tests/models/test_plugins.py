@@ -491,3 +491,20 @@ def test_mean_fusion_keeps_a_uniform_gate(tiny):
     assert torch.allclose(g, torch.full_like(g, 1 / 3))
     # The experts themselves did train.
     assert not torch.allclose(model.fusion.expert_weight[0], torch.eye(8))
+
+
+def test_pair_features_without_any_visited_pair(graph):
+    # Auxiliary behaviors with no edges: no pair has features, and scoring
+    # given pairs and all items still agrees.
+    empty = BehaviorGraph(3, 4, {'view': torch.zeros(2, 0, dtype=torch.long),
+                                 'buy': graph.edge_index_dict['buy']},
+                          BEHAVIORS)
+    torch.manual_seed(0)
+    model = PluginRecommender(3, 4, BEHAVIORS, embedding_dim=4,
+                              visited_head=True, pair_features=True)
+    model.eval()
+    with torch.no_grad():
+        emb = model(empty)
+        items = torch.arange(4).expand(3, 4)
+        assert torch.allclose(model.score(emb, torch.arange(3), items),
+                              model.score(emb, torch.arange(3)), atol=1e-6)
