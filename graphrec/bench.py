@@ -9,7 +9,8 @@ A benchmark config is a JSON file (see ``benchmarks/configs/``)::
                                                  "train": {...}}}}},
      "search": {"lr": [...]},                      # used by the tuner
      "models": {"label": {"model": "name", "kwargs": {...},
-                          "train": {...}, "baseline": true}}}
+                          "train": {...}, "baseline": true,
+                          "rerank": {...RerankConfig fields...}}}}
 
 Training settings merge in that order (defaults, dataset, model, the
 dataset's entry for that model), then the values chosen on validation
@@ -56,11 +57,16 @@ class RunSpec:
     train: Dict = field(default_factory=dict)
     transforms: Tuple[str, ...] = ()
     baseline: bool = False
+    #: :class:`~graphrec.train.RerankConfig` fields of a second stage
+    #: fitted on the validation pairs (see :func:`run_experiment`).
+    rerank: Optional[Dict] = None
 
     def fingerprint(self) -> str:
         r"""A short hash of everything that defines the runs."""
-        text = json.dumps([self.model, self.kwargs, self.train,
-                           list(self.transforms)], sort_keys=True)
+        parts = [self.model, self.kwargs, self.train, list(self.transforms)]
+        if self.rerank is not None:  # earlier fingerprints stay as they were
+            parts.append({'rerank': self.rerank})
+        text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -111,7 +117,8 @@ def load_config(path, dataset: str) -> Tuple[dict, Dict[str, RunSpec],
             kwargs={**kwargs, **choice.get('kwargs', {})},
             train={**train, **choice.get('train', {})},
             transforms=tuple(entry.get('transforms', ())),
-            baseline=bool(entry.get('baseline', False)))
+            baseline=bool(entry.get('baseline', False)),
+            rerank=entry.get('rerank'))
     return config, specs, tuned_path if tuned else None
 
 
@@ -204,6 +211,7 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
                                      evaluator=evaluator,
                                      results=str(results),
                                      per_user=str(per_user),
+                                     rerank=spec.rerank,
                                      label=spec.label, spec=key_spec,
                                      baseline=spec.baseline, **extra)
                 m = row['metrics']

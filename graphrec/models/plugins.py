@@ -18,6 +18,7 @@ from graphrec.nn.contrastive import BiasAwareContrastive, quantile_strata
 from graphrec.nn.fusion import MoEFusion
 from graphrec.nn.visited import (
     VisitedAwareHead,
+    _ranges,
     item_statistics,
     pair_statistics,
     visited_share,
@@ -64,17 +65,6 @@ def user_activity_strata(graph: BehaviorGraph, num_strata: int = 4,
         :obj:`(stratum [U], prior [K])`.
     """
     return _strata(graph, num_strata, behaviors, 'user')
-
-
-def _ranges(start: Tensor, count: Tensor) -> Tuple[Tensor, Tensor]:
-    # For B ranges [start, start + count): the range of each position and
-    # the positions, concatenated.
-    row = torch.repeat_interleave(
-        torch.arange(start.numel(), device=start.device), count)
-    offset = torch.cumsum(count, 0) - count
-    pos = (torch.arange(int(count.sum()), device=start.device) -
-           offset.repeat_interleave(count) + start.repeat_interleave(count))
-    return row, pos
 
 
 class _Links:

@@ -17,6 +17,12 @@ from graphrec.nn.propagation import (
     item_to_user,
     user_to_item,
 )
+from graphrec.nn.rerank import (
+    CandidateFeatures,
+    Candidates,
+    ListwiseReranker,
+    RerankedScores,
+)
 from graphrec.nn.visited import (
     VisitedAwareHead,
     VisitLinks,
@@ -38,4 +44,6 @@ __all__ = ['bipartite_propagate', 'bipartite_propagate_scatter',
            'quantile_strata', 'popularity_strata', 'activity_strata',
            'MoEFusion', 'StratifiedBackdoor', 'LatentScenarios',
            'check_backdoor', 'CAGED', 'ConditionalVAE', 'EdgeCVAE',
-           'edge_scores', 'momentum_update', 'renormalize']
+           'edge_scores', 'momentum_update', 'renormalize',
+           'Candidates', 'CandidateFeatures', 'ListwiseReranker',
+           'RerankedScores']

@@ -270,6 +270,17 @@ def item_statistics(graph: BehaviorGraph, smoothing: float = 10.0,
     return out.float()
 
 
+def _ranges(start: Tensor, count: Tensor) -> Tuple[Tensor, Tensor]:
+    # For B ranges [start, start + count): the range of each position and
+    # the positions, concatenated.
+    row = torch.repeat_interleave(
+        torch.arange(start.numel(), device=start.device), count)
+    offset = torch.cumsum(count, 0) - count
+    pos = (torch.arange(int(count.sum()), device=start.device) -
+           offset.repeat_interleave(count) + start.repeat_interleave(count))
+    return row, pos
+
+
 def _csr(index: Tensor, rows: int, cols: int,
          value: Optional[Tensor] = None) -> Tensor:
     # A sparse CSR matrix with ones (or 'value') at 'index' [2, E].

@@ -9,6 +9,7 @@ from graphrec.train.records import (
     load_checkpoint,
     lock_run_dir,
 )
+from graphrec.train.rerank import RerankConfig, Reranked, fit_reranker
 from graphrec.train.runtime import deterministic_mode, signals_as_interrupts
 from graphrec.train.trainer import (
     TrainConfig,
@@ -22,4 +23,5 @@ __all__ = ['TrainConfig', 'Trainer', 'DistributedTrainer', 'TrainResult',
            'run_experiment', 'seed_everything', 'bpr_loss', 'bce_loss',
            'l2_loss', 'deterministic_mode', 'signals_as_interrupts',
            'atomic_torch_save', 'load_checkpoint', 'lock_run_dir',
-           'CheckpointError', 'RunLockedError']
+           'CheckpointError', 'RunLockedError', 'RerankConfig', 'Reranked',
+           'fit_reranker']

@@ -51,6 +51,7 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
                    results: Optional[str] = None,
                    resume: bool = False, return_model: bool = False,
                    per_user: Optional[str] = None,
+                   rerank: Optional[Dict[str, Any]] = None,
                    **extra: Any) -> Dict[str, Any]:
     r"""Builds the model :obj:`model` by name, trains it with early
     stopping on the validation pairs, evaluates it once on test and returns
@@ -75,10 +76,26 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     row's ``curve`` holds ``[epoch, loss, validation metric]`` of every
     epoch (the metric is :obj:`None` where there was no validation).
 
+    With :obj:`rerank` (:class:`~graphrec.train.RerankConfig` fields, may
+    be empty) a second stage is fitted on the validation pairs over the
+    trained model's candidates (:func:`~graphrec.train.fit_reranker`) and
+    test is scored through it. The row's ``valid`` is then the re-ranker's
+    cross-fitted validation figure, ``stage1_valid`` the model's, and
+    ``rerank`` holds the settings and the cross-fitted validation metrics.
+
     Raises:
         TrainingInterrupted: ``SIGINT`` or ``SIGTERM`` arrived.
     """
     config = config or TrainConfig()
+    rerank_config = None
+    if rerank is not None:
+        from graphrec.train.rerank import RerankConfig
+        rerank_config = RerankConfig(**rerank)
+        if config.refit or dataset.valid is None:
+            raise ValueError("'rerank' fits on the validation pairs, so the "
+                             "model must be trained without them: it needs "
+                             "a dataset with validation pairs and "
+                             "refit=False")
     evaluator = evaluator or Evaluator(ks=(10, 20))
     model_kwargs = dict(model_kwargs or {})
     seed_everything(config.seed)
@@ -100,11 +117,16 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
             if config.refit and net.trainable and dataset.valid is not None:
                 net, trainer = _refit(model, dataset, model_kwargs, config,
                                       evaluator, fit, out_dir, resume)
+            score_fn = net.score_fn(trainer.graph)
+            if rerank_config is not None and main:
+                score_fn = _fit_second_stage(net, trainer, dataset,
+                                             rerank_config, evaluator,
+                                             config, fit, extra)
             train_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             # In multi-process training the replicas are identical: rank 0
             # tests, the others return a row without test metrics.
-            test = evaluator.evaluate(net.score_fn(trainer.graph), dataset,
+            test = evaluator.evaluate(score_fn, dataset,
                                       split='test',
                                       per_user=per_user is not None) \
                 if main else {}
@@ -134,9 +156,11 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     row = run_row(
         **common, status='complete', masking=test.get('masking'),
         transforms=dataset.info.get('transforms'), curve=curve,
-        selection=_selection(net, config, dataset, fit),
+        selection=_selection(net, config, dataset, fit, extra),
         best_epoch=fit.best_epoch, epochs_run=fit.epochs_run,
-        valid=fit.best_valid, epoch_seconds=_mean(fit.epoch_seconds),
+        valid=extra.get('rerank', {}).get('valid', {}).get(
+            config.metric, fit.best_valid),
+        epoch_seconds=_mean(fit.epoch_seconds),
         train_seconds=train_seconds, eval_seconds=eval_seconds,
         metrics={k: v for k, v in test.items()
                  if isinstance(v, (int, float))}, **extra)
@@ -151,6 +175,28 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     if return_model:
         row['_model'] = net
     return row
+
+
+def _fit_second_stage(net, trainer, dataset, rerank_config, evaluator,
+                      config, fit, extra):
+    r"""Fits the re-ranker on the validation pairs; records its
+    cross-fitted validation metrics in :obj:`extra` and returns the test
+    score function.
+    """
+    from graphrec.train.rerank import fit_reranker
+    stacked = fit_reranker(trainer.graph, net.score_fn(trainer.graph),
+                           dataset.valid, rerank_config,
+                           progress=config.progress)
+    info = {**rerank_config.to_dict(), 'coverage': stacked.coverage,
+            'seconds': stacked.seconds, 'losses': stacked.losses}
+    if stacked.cross_fitted is not None:
+        valid = evaluator.evaluate(stacked.cross_fitted, dataset,
+                                   split='valid')
+        info['valid'] = {k: v for k, v in valid.items()
+                         if isinstance(v, (int, float))}
+        extra['stage1_valid'] = fit.best_valid
+    extra['rerank'] = info
+    return stacked.score_fn
 
 
 def merge_validation(dataset: MultiBehaviorDataset) -> MultiBehaviorDataset:
@@ -214,9 +260,13 @@ def _refit(model, dataset, model_kwargs, config, evaluator, fit, out_dir,
     return net, trainer
 
 
-def _selection(net, config, dataset, fit) -> str:
+def _selection(net, config, dataset, fit, extra) -> str:
     if not net.trainable:
         return 'no training'
+    if 'rerank' in extra:
+        return ('best validation epoch, trained without the validation '
+                'pairs; re-ranker fitted on the validation pairs (its '
+                'validation figure cross-fitted over user folds)')
     if config.refit and dataset.valid is not None:
         return (f'epochs chosen on validation ({max(fit.best_epoch, 1)}), '
                 f'then retrained on train + validation for that many')

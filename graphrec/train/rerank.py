@@ -1,0 +1,222 @@
+r"""Fitting a second-stage re-ranker on held-out pairs (see
+:mod:`graphrec.nn.rerank`).
+
+The held-out pairs are the validation pairs of a first stage trained
+without them: to the first stage they are unseen purchases, as the test
+purchases will be. The re-ranker is fitted with a softmax over each user's
+candidates (the held-out item is the class). Since that uses the validation
+pairs, its own validation figure is *cross-fitted*: users are split into
+folds, each fold is scored by a re-ranker fitted on the others, and the
+re-ranker used on test is fitted on all of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from graphrec.data.graph import BehaviorGraph
+from graphrec.nn.rerank import (
+    CandidateFeatures,
+    ListwiseReranker,
+    RerankedScores,
+)
+
+__all__ = ['RerankConfig', 'Reranked', 'fit_reranker']
+
+
+@dataclass
+class RerankConfig:
+    r"""Settings of :func:`fit_reranker`.
+
+    Args:
+        num_unvisited (int): Unvisited candidates per user, the first
+            stage's best. (default: :obj:`100`)
+        hidden (int): Hidden units of the MLP; 0 for a linear re-ranker.
+            (default: :obj:`32`)
+        num_layers (int): Hidden layers. (default: :obj:`2`)
+        epochs (int): Passes over the held-out pairs. (default: :obj:`5`)
+        lr (float): Adam learning rate. (default: :obj:`0.003`)
+        weight_decay (float): Adam weight decay. (default: :obj:`1e-5`)
+        batch_size (int): Held-out pairs per step. (default: :obj:`128`)
+        folds (int): Folds of the cross-fitted validation figure; 1 for
+            none. (default: :obj:`2`)
+        chunk_size (int): Users whose candidates are built at once.
+            (default: :obj:`512`)
+        seed (int): Seed of the folds, the shuffles and the initialisation.
+            (default: :obj:`0`)
+    """
+    num_unvisited: int = 100
+    hidden: int = 32
+    num_layers: int = 2
+    epochs: int = 5
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 128
+    folds: int = 2
+    chunk_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, low in (('num_unvisited', 0), ('hidden', 0),
+                          ('num_layers', 1), ('epochs', 1),
+                          ('batch_size', 1), ('folds', 1),
+                          ('chunk_size', 1), ('seed', 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) \
+                    or value < low:
+                raise ValueError(f"RerankConfig '{name}' must be an int >= "
+                                 f"{low} (got {value!r})")
+        for name in ('lr', 'weight_decay'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not value >= 0 or (
+                    name == 'lr' and value == 0):
+                raise ValueError(f"RerankConfig '{name}' must be a "
+                                 f"{'positive' if name == 'lr' else '>= 0'}"
+                                 f" number (got {value!r})")
+
+    def to_dict(self) -> Dict[str, Any]:
+        r"""The settings as a plain dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Reranked:
+    r"""A fitted second stage.
+
+    Attributes:
+        score_fn (RerankedScores): Full-ranking scores with the re-ranker
+            fitted on all held-out pairs (for test).
+        cross_fitted (RerankedScores or None): Each held-out user scored by
+            the re-ranker of the folds she is not in (for an honest
+            validation figure); :obj:`None` with one fold.
+        reranker (ListwiseReranker): The re-ranker fitted on all pairs.
+        candidates (CandidateFeatures): Candidates and features.
+        losses (List[float]): Mean training loss per epoch of the final fit.
+        coverage (float): Share of held-out pairs whose item is a candidate
+            (the others cannot be ranked first and are left out of the
+            loss).
+        seconds (float): Time of the whole fit.
+    """
+    score_fn: RerankedScores
+    cross_fitted: Any
+    reranker: ListwiseReranker
+    candidates: CandidateFeatures
+    losses: List[float]
+    coverage: float
+    seconds: float
+
+
+def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
+                 pairs: Tensor, config: RerankConfig = None,
+                 progress: bool = False) -> Reranked:
+    r"""Fits a :class:`~graphrec.nn.rerank.ListwiseReranker` on held-out
+    (user, item) :obj:`pairs` :obj:`[2, N]` over the candidates of a first
+    stage.
+
+    Args:
+        graph (BehaviorGraph): The first stage's train graph (without the
+            held-out pairs).
+        score_fn (Callable): The first stage's scores,
+            :obj:`user_index -> [B, I]`.
+        pairs (Tensor): Held-out pairs :obj:`[2, N]`, e.g.
+            :obj:`dataset.valid`.
+        config (RerankConfig, optional): Settings.
+        progress (bool): A progress bar over the epochs.
+    """
+    config = config or RerankConfig()
+    if not isinstance(config, RerankConfig):
+        raise TypeError(f"'config' must be a RerankConfig "
+                        f"(got {type(config).__name__})")
+    if not isinstance(pairs, Tensor):
+        raise TypeError(f"'pairs' must be a tensor [2, N] of held-out "
+                        f"(user, item) pairs (got {type(pairs).__name__})")
+    if pairs.dim() != 2 or pairs.size(0) != 2 or pairs.size(1) == 0:
+        raise ValueError(f"'pairs' must be a non-empty tensor [2, N] of "
+                         f"held-out (user, item) pairs (got shape "
+                         f"{list(pairs.shape)})")
+    start = time.perf_counter()
+    candidates = CandidateFeatures(graph, score_fn, config.num_unvisited)
+    pairs = pairs.long().to(graph.device)
+    gen = torch.Generator().manual_seed(config.seed)
+    fold_of_user = torch.randint(config.folds, (graph.num_users, ),
+                                 generator=gen).to(graph.device)
+
+    # Candidates of every held-out pair, built once: the first stage is
+    # fixed.
+    chunks = []
+    for s in range(0, pairs.size(1), config.chunk_size):
+        user, item = pairs[0, s:s + config.chunk_size], \
+            pairs[1, s:s + config.chunk_size]
+        c = candidates(user)
+        match = (c.item == item[:, None]) & c.valid
+        target = torch.where(match.any(1), match.float().argmax(1),
+                             torch.full_like(item, -1))
+        keep = target >= 0
+        chunks.append((c.features[keep], c.valid[keep], target[keep],
+                       fold_of_user[user[keep]]))
+    coverage = sum(int(c[2].numel()) for c in chunks) / pairs.size(1)
+    if coverage == 0:
+        raise ValueError("no held-out item is among its user's candidates: "
+                         "raise 'num_unvisited'")
+
+    def fit(exclude_fold: int, bar) -> tuple:
+        data = [(f, v, t) if bool(k.all()) else (f[k], v[k], t[k])
+                for f, v, t, fo in chunks for k in [fo != exclude_fold]
+                if bool(k.any())]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + exclude_fold + 1)
+            model = ListwiseReranker(candidates.num_features, config.hidden,
+                                     config.num_layers).to(graph.device)
+        rows = torch.cat([f[v] for f, v, _ in data])
+        sample = torch.randperm(rows.size(0), generator=gen)[:1_000_000]
+        model.set_scaling(rows[sample.to(rows.device)])
+        del rows
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr,
+                               weight_decay=config.weight_decay)
+        losses = []
+        for _ in range(config.epochs):
+            total, count = 0.0, 0
+            order = torch.randperm(len(data), generator=gen).tolist()
+            for c in order:
+                f, v, t = data[c]
+                perm = torch.randperm(t.numel(), generator=gen)
+                for b in range(0, t.numel(), config.batch_size):
+                    idx = perm[b:b + config.batch_size].to(f.device)
+                    logit = model(f[idx]).masked_fill(~v[idx],
+                                                      float('-inf'))
+                    loss = F.cross_entropy(logit, t[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += loss.item() * idx.numel()
+                    count += idx.numel()
+            losses.append(total / max(count, 1))
+            if bar is not None:
+                bar.update(1)
+        return model.eval(), losses
+
+    folds = config.folds if config.folds > 1 else 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=config.epochs * (folds + 1), desc='re-ranker',
+                   unit='epoch')
+    try:
+        per_fold = [fit(f, bar)[0] for f in range(folds)]
+        reranker, losses = fit(-1, bar)  # every pair
+    finally:
+        if bar is not None:
+            bar.close()
+    return Reranked(
+        score_fn=RerankedScores(candidates, reranker),
+        cross_fitted=RerankedScores(candidates, per_fold, fold_of_user)
+        if folds else None,
+        reranker=reranker, candidates=candidates, losses=losses,
+        coverage=coverage, seconds=time.perf_counter() - start)

@@ -1,0 +1,124 @@
+import hashlib
+import json
+
+import pytest
+import torch
+
+from graphrec.bench import RunSpec
+from graphrec.cli import load_data
+from graphrec.data.graph import BehaviorGraph
+from graphrec.train import RerankConfig, TrainConfig, fit_reranker
+from graphrec.train.experiment import run_experiment
+
+
+def planted(num_users=240, num_items=60, seed=0):
+    r"""Users view 8 random items and buy one other; the held-out purchase
+    is the viewed item with the most views overall (a feature the
+    re-ranker sees), while the first stage scores at random.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    view, buy, held = [], [], []
+    for u in range(num_users):
+        items = torch.randperm(num_items, generator=gen)
+        view += [(u, int(i)) for i in items[:8]]
+        buy.append((u, int(items[8])))
+    view = torch.tensor(view).t()
+    count = torch.bincount(view[1], minlength=num_items).float()
+    for u in range(num_users):
+        mine = view[1][view[0] == u]
+        # most viewed, ties to the lower id
+        held.append(int(mine[torch.argmax(count[mine] * num_items - mine)]))
+    graph = BehaviorGraph(num_users, num_items,
+                          {'view': view, 'buy': torch.tensor(buy).t()},
+                          ('view', 'buy'))
+    scores = torch.rand(num_users, num_items, generator=gen)
+    pairs = torch.stack([torch.arange(num_users), torch.tensor(held)])
+    return graph, (lambda user: scores[user]), pairs
+
+
+def hit_at_1(fn, pairs):
+    out = fn(pairs[0])
+    return (out.argmax(1) == pairs[1]).float().mean().item()
+
+
+def test_fit_reranker_learns_a_planted_signal_and_cross_fits():
+    graph, score_fn, pairs = planted()
+    config = RerankConfig(num_unvisited=5, hidden=8, epochs=30, lr=0.02,
+                          batch_size=32, folds=2)
+    fitted = fit_reranker(graph, score_fn, pairs, config)
+    assert fitted.coverage == 1.0  # every held-out item was viewed
+    assert len(fitted.losses) == 30
+    assert fitted.losses[-1] < fitted.losses[0]
+    stage1 = hit_at_1(score_fn, pairs)
+    cross = hit_at_1(fitted.cross_fitted, pairs)
+    final = hit_at_1(fitted.score_fn, pairs)
+    assert stage1 < 0.2
+    # out of fold: each user scored by a model that never saw her pair
+    assert cross > 0.7, (stage1, cross)
+    assert final >= cross - 0.05
+    # the folds are different models
+    a, b = fitted.cross_fitted.models
+    assert not torch.equal(a.linear.weight, b.linear.weight)
+
+
+def test_fit_reranker_is_seeded():
+    graph, score_fn, pairs = planted(num_users=60)
+    config = RerankConfig(num_unvisited=5, hidden=4, epochs=2, folds=1)
+    one = fit_reranker(graph, score_fn, pairs, config)
+    two = fit_reranker(graph, score_fn, pairs, config)
+    assert one.cross_fitted is None
+    assert one.losses == two.losses
+    assert torch.equal(one.score_fn(pairs[0]), two.score_fn(pairs[0]))
+
+
+def test_fit_reranker_errors():
+    graph, score_fn, pairs = planted(num_users=20)
+    with pytest.raises(TypeError, match="'pairs'"):
+        fit_reranker(graph, score_fn, pairs.tolist())
+    with pytest.raises(ValueError, match="'pairs'"):
+        fit_reranker(graph, score_fn, pairs[:1])
+    with pytest.raises(TypeError, match="'config'"):
+        fit_reranker(graph, score_fn, pairs, {'hidden': 3})
+    # a held-out item that is a train purchase is never a candidate
+    bought = graph.edge_index_dict['buy']
+    with pytest.raises(ValueError, match="raise 'num_unvisited'"):
+        fit_reranker(graph, score_fn, bought,
+                     RerankConfig(num_unvisited=0))
+    for field, value in (('hidden', -1), ('folds', 0), ('epochs', 1.5),
+                         ('lr', 0.0), ('weight_decay', -1.0),
+                         ('num_unvisited', True)):
+        with pytest.raises(ValueError, match=f"'{field}'"):
+            RerankConfig(**{field: value})
+
+
+def test_run_experiment_with_a_second_stage():
+    data = load_data('synthetic')
+    config = TrainConfig(epochs=4, batch_size=1024, eval_every=2,
+                         progress=False)
+    plain = run_experiment('lightgcn', data, {}, config)
+    row = run_experiment('lightgcn', data, {}, config,
+                         rerank={'epochs': 2, 'hidden': 8})
+    assert row['stage1_valid'] == pytest.approx(plain['valid'])
+    assert row['valid'] == row['rerank']['valid']['ndcg@10']
+    assert row['rerank']['hidden'] == 8 and 0 < row['rerank']['coverage']
+    assert 're-ranker fitted on the validation pairs' in row['selection']
+    # the same first stage, another test ranking
+    assert row['best_epoch'] == plain['best_epoch']
+    assert row['metrics']['ndcg@10'] != plain['metrics']['ndcg@10']
+    with pytest.raises(ValueError, match='refit=False'):
+        run_experiment('lightgcn', data, {}, TrainConfig(refit=True),
+                       rerank={})
+    with pytest.raises(ValueError, match="'hidden'"):
+        run_experiment('lightgcn', data, {}, config, rerank={'hidden': -2})
+
+
+def test_rerank_enters_the_fingerprint_only_when_set():
+    spec = RunSpec('a', 'mf', {'embedding_dim': 8}, {'lr': 0.1})
+    with_rerank = RunSpec('a', 'mf', {'embedding_dim': 8}, {'lr': 0.1},
+                          rerank={})
+    # the hash runs made before the field existed were stored under
+    old = hashlib.sha256(json.dumps(['mf', {'embedding_dim': 8},
+                                     {'lr': 0.1}, []], sort_keys=True)
+                         .encode()).hexdigest()[:12]
+    assert spec.fingerprint() == old
+    assert spec.fingerprint() != with_rerank.fingerprint()
