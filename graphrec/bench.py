@@ -467,6 +467,7 @@ def bench_page(rows: Sequence[dict], pages, stem: str, title: str,
     :obj:`against` or the strongest baseline. Returns the page's path.
     """
     pages = Path(pages)
+    pages.mkdir(parents=True, exist_ok=True)
     bars, curves = pages / f'{stem}-bars.png', pages / f'{stem}-curves.png'
     plot_bars(rows, ['hr@10', 'ndcg@10', 'unvisited/hr@10', 'avg_pop@10'],
               bars, title)

@@ -3,7 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from graphrec.bench import RunSpec, ablation_specs, load_config, run_grid
+from graphrec.bench import (
+    RunSpec,
+    ablation_specs,
+    bench_page,
+    load_config,
+    run_grid,
+)
 from graphrec.cli import main
 from graphrec.train.records import load_checkpoint, read_jsonl
 
@@ -211,3 +217,24 @@ def test_behavior_subset_drops_the_removed_behaviors_weights(tmp_path):
     assert rows[0]['transforms'] == ['behaviors=view+buy']
     assert rows[0]['config']['behavior_weights'] == {'view': 0.5,
                                                      'buy': 1.0}
+
+
+def test_a_rerank_entry_runs_a_second_stage(config, tmp_path):
+    data = json.loads(config.read_text())
+    data['models']['mf-rerank'] = {
+        'model': 'mf', 'kwargs': {'embedding_dim': 8},
+        'rerank': {'epochs': 1, 'hidden': 0}}
+    config.write_text(json.dumps(data))
+    _, specs, _ = load_config(config, 'synthetic')
+    assert specs['mf-rerank'].rerank == {'epochs': 1, 'hidden': 0}
+    assert specs['mf'].rerank is None
+    assert specs['mf-rerank'].fingerprint() != specs['mf'].fingerprint()
+    results = tmp_path / 'rows.jsonl'
+    rows = run_grid([specs['mf'], specs['mf-rerank']], ['synthetic'], [0],
+                    results, progress=False, log=lambda line: None)
+    assert 'rerank' not in rows[0]
+    assert rows[1]['stage1_valid'] == pytest.approx(rows[0]['valid'])
+    assert rows[1]['valid'] == rows[1]['rerank']['valid']['ndcg@10']
+    # a page into a folder that does not exist yet
+    page = bench_page(rows, tmp_path / 'new' / 'pages', 'rr', 'rr', 'cmd')
+    assert page.exists() and (page.parent / 'rr-bars.png').exists()
