@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from graphrec.data.dataset import MultiBehaviorDataset
+from graphrec.data.graph import BehaviorGraph
 from graphrec.eval import Evaluator
 from graphrec.models import build_model
 from graphrec.train.distributed import (
@@ -183,6 +184,7 @@ def _fit_second_stage(net, trainer, dataset, rerank_config, evaluator,
     cross-fitted validation metrics in :obj:`extra` and returns the test
     score function.
     """
+    from graphrec.nn.rerank import CandidateFeatures, RerankedScores
     from graphrec.train.rerank import fit_reranker
     stacked = fit_reranker(trainer.graph, net.score_fn(trainer.graph),
                            dataset.valid, rerank_config,
@@ -196,7 +198,13 @@ def _fit_second_stage(net, trainer, dataset, rerank_config, evaluator,
                          if isinstance(v, (int, float))}
         extra['stage1_valid'] = fit.best_valid
     extra['rerank'] = info
-    return stacked.score_fn
+    if not rerank_config.merge_validation:
+        return stacked.score_fn
+    graph = BehaviorGraph.from_dataset(merge_validation(dataset)).to(
+        trainer.graph.device)
+    return RerankedScores(
+        CandidateFeatures(graph, net.score_fn(graph),
+                          rerank_config.num_unvisited), stacked.reranker)
 
 
 def merge_validation(dataset: MultiBehaviorDataset) -> MultiBehaviorDataset:

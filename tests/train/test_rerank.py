@@ -86,7 +86,8 @@ def test_fit_reranker_errors():
                      RerankConfig(num_unvisited=0))
     for field, value in (('hidden', -1), ('folds', 0), ('epochs', 1.5),
                          ('lr', 0.0), ('weight_decay', -1.0),
-                         ('num_unvisited', True)):
+                         ('num_unvisited', True),
+                         ('merge_validation', 1)):
         with pytest.raises(ValueError, match=f"'{field}'"):
             RerankConfig(**{field: value})
 
@@ -105,6 +106,14 @@ def test_run_experiment_with_a_second_stage():
     # the same first stage, another test ranking
     assert row['best_epoch'] == plain['best_epoch']
     assert row['metrics']['ndcg@10'] != plain['metrics']['ndcg@10']
+    # test candidates from the train graph with the validation pairs put
+    # back instead of the first stage's: same fit, another test ranking
+    merged = run_experiment('lightgcn', data, {}, config,
+                            rerank={'epochs': 2, 'hidden': 8,
+                                    'merge_validation': True})
+    assert row['rerank']['merge_validation'] is False
+    assert merged['valid'] == row['valid']
+    assert merged['metrics']['ndcg@10'] != row['metrics']['ndcg@10']
     with pytest.raises(ValueError, match='refit=False'):
         run_experiment('lightgcn', data, {}, TrainConfig(refit=True),
                        rerank={})
