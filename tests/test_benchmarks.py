@@ -162,3 +162,22 @@ def test_slot_tradeoff_lists_and_page(monkeypatch, tmp_path):
     page = (tmp_path / 'slot-tradeoff-synthetic.md').read_text()
     assert page.count('\n| ') == 12  # header and k = 0 ... 10
     assert (tmp_path / 'slot-tradeoff-synthetic.png').exists()
+
+
+def test_explore_rerank_scores_every_variant_on_both_graphs(monkeypatch,
+                                                             capsys):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop('explore_rerank', None)
+    import explore_rerank
+    explore_rerank.main(['--dataset', 'synthetic', '--epochs', '2',
+                         '--variants', 'hidden=0, epochs=3', 'hidden=8'])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if 'hr@10' in line]
+    assert [line.split(' hr@10')[0].strip() for line in lines] == [
+        'first stage, its graph', 'first stage, V2 put back',
+        're-ranker hidden=0, epochs=3, its graph',
+        're-ranker hidden=0, epochs=3, V2 put back',
+        're-ranker hidden=8, its graph', 're-ranker hidden=8, V2 put back']
+    # The re-ranker learns synthetic's visited signal (first stage ~0.1).
+    ndcg = [float(line.split('ndcg@10 ')[1].split()[0]) for line in lines]
+    assert min(ndcg[4:]) > 2 * max(ndcg[:2])
