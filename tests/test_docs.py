@@ -20,7 +20,7 @@ def test_tutorial_runs_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace = {}
     code = blocks('tutorial.md', 'python')
-    assert len(code) == 4
+    assert len(code) == 5
     for block in code:
         exec(compile(block, 'docs/tutorial.md', 'exec'), namespace)
     out = capsys.readouterr().out
@@ -29,8 +29,12 @@ def test_tutorial_runs_end_to_end(tmp_path, monkeypatch, capsys):
     items = namespace['items']
     assert items.shape == (2, 5)
     bought = namespace['bought']
-    for user, row in zip(namespace['users'], items.tolist()):
+    for user, row, again in zip(namespace['users'], items.tolist(),
+                                namespace['reranked'].tolist()):
         assert not set(row) & set(bought[1][bought[0] == user].tolist())
+        assert not set(again) & set(bought[1][bought[0] == user].tolist())
+    assert namespace['reranked'].shape == (2, 5)
+    assert 'with the re-ranker' in out
     # The command-line block, with the same file.
     commands = [line for line in ' '.join(
         blocks('tutorial.md', 'bash')[0].replace('\\\n', ' ').splitlines()

@@ -28,6 +28,43 @@ def mask_pairs_(scores: Tensor, user_index: Tensor, pair_index: Tensor,
     return scores
 
 
+@torch.no_grad()
+def top_k(score_fn: Callable[[Tensor], Tensor], num_users: int,
+          num_items: int, user_index, k: int = 10,
+          exclude_index: Optional[Tensor] = None, chunk_size: int = 1024,
+          device=None) -> Tuple[Tensor, Tensor]:
+    r"""The top-:math:`k` items per user of a score function
+    :obj:`user_index -> [B, I]`, scored in chunks of users, never
+    returning a pair of :obj:`exclude_index` :obj:`[2, M]`
+    (see :meth:`Recommender.recommend`).
+
+    Returns:
+        :obj:`(scores [B, k], item_index [B, k])`, best first.
+    """
+    if not isinstance(k, int) or not 0 < k <= num_items:
+        raise ValueError(f"'k' must be an int in [1, {num_items}] "
+                         f"(got {k!r})")
+    user_index = torch.as_tensor(user_index, dtype=torch.long)
+    if user_index.numel() and (int(user_index.min()) < 0 or int(
+            user_index.max()) >= num_users):
+        raise ValueError(f"'user_index' must hold ids in [0, "
+                         f"{num_users - 1}] (got min "
+                         f"{int(user_index.min())}, max "
+                         f"{int(user_index.max())})")
+    out_score, out_index = [], []
+    for start in range(0, user_index.numel(), chunk_size):
+        users = user_index[start:start + chunk_size].to(device)
+        scores = score_fn(users).float()
+        mask_pairs_(scores, users, exclude_index, num_users)
+        top = torch.topk(scores, k, dim=1)
+        out_score.append(top.values)
+        out_index.append(top.indices)
+    if not out_score:
+        empty = torch.empty(0, k)
+        return empty, empty.long()
+    return torch.cat(out_score), torch.cat(out_index)
+
+
 class Recommender(torch.nn.Module):
     r"""Base class of graphrec models.
 
@@ -147,29 +184,9 @@ class Recommender(torch.nn.Module):
         Returns:
             :obj:`(scores [B, k], item_index [B, k])`, best first.
         """
-        if not isinstance(k, int) or not 0 < k <= self.num_items:
-            raise ValueError(f"'k' must be an int in [1, {self.num_items}] "
-                             f"(got {k!r})")
-        user_index = torch.as_tensor(user_index, dtype=torch.long)
-        if user_index.numel() and (int(user_index.min()) < 0 or int(
-                user_index.max()) >= self.num_users):
-            raise ValueError(f"'user_index' must hold ids in [0, "
-                             f"{self.num_users - 1}] (got min "
-                             f"{int(user_index.min())}, max "
-                             f"{int(user_index.max())})")
-        fn = self.score_fn(graph)
-        out_score, out_index = [], []
-        for start in range(0, user_index.numel(), chunk_size):
-            users = user_index[start:start + chunk_size].to(graph.device)
-            scores = fn(users).float()
-            mask_pairs_(scores, users, exclude_index, self.num_users)
-            top = torch.topk(scores, k, dim=1)
-            out_score.append(top.values)
-            out_index.append(top.indices)
-        if not out_score:
-            empty = torch.empty(0, k)
-            return empty, empty.long()
-        return torch.cat(out_score), torch.cat(out_index)
+        return top_k(self.score_fn(graph), self.num_users, self.num_items,
+                     user_index, k, exclude_index, chunk_size,
+                     device=graph.device)
 
     def extra_repr(self) -> str:
         r"""The numbers of users and items, for :func:`repr`."""

@@ -320,6 +320,20 @@ class RerankedScores:
         out.scatter_(1, c.item, torch.where(c.valid, score, keep))
         return out
 
+    def recommend(self, user_index: Tensor, k: int = 10,
+                  exclude_index: Optional[Tensor] = None,
+                  chunk_size: int = 1024):
+        r"""Top-:math:`k` items per user, as
+        :meth:`~graphrec.models.Recommender.recommend`.
+
+        Returns:
+            :obj:`(scores [B, k], item_index [B, k])`, best first.
+        """
+        from graphrec.models.base import top_k
+        return top_k(self, self.candidates.num_users, self.num_items,
+                     user_index, k, exclude_index, chunk_size,
+                     device=self.candidates.graph.device)
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.candidates!r}, '
                 f'rerankers={len(self.models)})')

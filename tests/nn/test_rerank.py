@@ -161,3 +161,18 @@ def test_reranked_scores_route_users_to_their_fold(graph):
         RerankedScores(cand, [ByFeature(0)], torch.tensor([0, 1, 0]))
     with pytest.raises(ValueError, match="'fold' must have shape"):
         RerankedScores(cand, [ByFeature(0)], torch.tensor([0]))
+
+
+def test_reranked_recommend_excludes_pairs_and_follows_the_scores(graph):
+    cand = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=1)
+    fn = RerankedScores(cand, ByFeature(0, -1.0))
+    bought = graph.edge_index_dict['buy']
+    scores, items = fn.recommend(torch.tensor([0, 2]), k=3,
+                                 exclude_index=bought)
+    # u0: re-ranked candidates i3, i0, i2, i4 (i1 bought); u2: candidates
+    # i4 (visited, 3) and i5 (6) by minus their scores, then i3 (2), the
+    # best non-candidate (i0 bought)
+    assert items.tolist() == [[3, 0, 2], [4, 5, 3]]
+    assert scores[0].tolist() == [1.0, 0.0, -1.0]
+    with pytest.raises(ValueError, match="'k'"):
+        fn.recommend(torch.tensor([0]), k=7)
