@@ -3,6 +3,9 @@ decided without the test set.
 
     python benchmarks/explore_rerank.py --dataset tmall --threads 1 \
         --variants "hidden=32" "hidden=0" "hidden=64, epochs=10"
+    python benchmarks/explore_rerank.py --dataset tmall --threads 1 \
+        --variants "drop=['score']" "drop=['pair_cf']" \
+        "drop=['item_', 'pair_cf']" "drop=['link', 'visited']"
 
 The validation pairs V are carved from train as in every benchmark (split
 seed 0). Inside train minus V a second set V2 is carved (split seed 1); the
@@ -83,7 +86,7 @@ def main(argv=None):
                                inner.valid, cfg)
         show(f're-ranker {text}, its graph', stacked.score_fn)
         merged = CandidateFeatures(outer_graph, model.score_fn(outer_graph),
-                                   cfg.num_unvisited)
+                                   cfg.num_unvisited, cfg.drop)
         show(f're-ranker {text}, V2 put back',
              RerankedScores(merged, stacked.reranker))
 

@@ -82,10 +82,13 @@ class CandidateFeatures:
             (e.g. :meth:`Recommender.score_fn`).
         num_unvisited (int): Unvisited candidates per user.
             (default: :obj:`100`)
+        drop (Sequence[str]): Features set to zero, by name prefix of
+            :meth:`feature_names` (e.g. :obj:`['pair_cf']`), for ablations.
+            (default: none)
     """
     def __init__(self, graph: BehaviorGraph,
                  score_fn: Callable[[Tensor], Tensor],
-                 num_unvisited: int = 100):
+                 num_unvisited: int = 100, drop: Sequence[str] = ()):
         if not isinstance(graph, BehaviorGraph):
             raise TypeError(f"'graph' must be a BehaviorGraph "
                             f"(got {type(graph).__name__})")
@@ -109,6 +112,17 @@ class CandidateFeatures:
             [torch.log1p(graph.adjacency(b, normalize=False)
                          .user_degree.float()) for b in graph.behaviors], -1)
         self.bought = graph.adjacency(graph.target, normalize=False)
+        if isinstance(drop, str):
+            drop = [drop]
+        names = self.feature_names()
+        unknown = [p for p in drop if not any(n.startswith(p) for n in names)]
+        if unknown:
+            raise ValueError(f"'drop' names no feature: {unknown} (the "
+                             f"features are {names})")
+        self.drop = tuple(drop)
+        self.keep = torch.tensor(
+            [not any(n.startswith(p) for p in self.drop) for n in names],
+            dtype=torch.float, device=graph.device)
 
     @property
     def num_features(self) -> int:
@@ -180,13 +194,15 @@ class CandidateFeatures:
             visited.gather(1, item).float().unsqueeze(-1),
             self.item_features[item], pair,
             per_user.unsqueeze(1).expand(-1, K, -1)], dim=-1)
-        return Candidates(item, features * valid.unsqueeze(-1), valid, scores)
+        features = features * valid.unsqueeze(-1) * self.keep
+        return Candidates(item, features, valid, scores)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_users={self.num_users}, '
                 f'num_items={self.num_items}, '
                 f'num_unvisited={self.num_unvisited}, '
-                f'num_features={self.num_features})')
+                f'num_features={self.num_features}'
+                + (f', drop={list(self.drop)}' if self.drop else '') + ')')
 
 
 class ListwiseReranker(torch.nn.Module):

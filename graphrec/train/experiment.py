@@ -204,7 +204,8 @@ def _fit_second_stage(net, trainer, dataset, rerank_config, evaluator,
         trainer.graph.device)
     return RerankedScores(
         CandidateFeatures(graph, net.score_fn(graph),
-                          rerank_config.num_unvisited), stacked.reranker)
+                          rerank_config.num_unvisited, rerank_config.drop),
+        stacked.reranker)
 
 
 def merge_validation(dataset: MultiBehaviorDataset) -> MultiBehaviorDataset:

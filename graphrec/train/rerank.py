@@ -59,6 +59,9 @@ class RerankConfig:
             stage and re-ranker fitted inside train minus validation, scored
             on the validation pairs with either graph).
             (default: :obj:`False`)
+        drop (List[str]): Features left out (set to zero), by name prefix
+            of :meth:`CandidateFeatures.feature_names`, for ablations.
+            (default: none)
     """
     num_unvisited: int = 100
     hidden: int = 32
@@ -71,6 +74,7 @@ class RerankConfig:
     chunk_size: int = 512
     seed: int = 0
     merge_validation: bool = False
+    drop: List[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         for name, low in (('num_unvisited', 0), ('hidden', 0),
@@ -85,6 +89,11 @@ class RerankConfig:
         if not isinstance(self.merge_validation, bool):
             raise ValueError(f"RerankConfig 'merge_validation' must be a "
                              f"bool (got {self.merge_validation!r})")
+        if isinstance(self.drop, str) or not all(
+                isinstance(p, str) for p in self.drop):
+            raise ValueError(f"RerankConfig 'drop' must be a list of "
+                             f"feature-name prefixes (got {self.drop!r})")
+        self.drop = list(self.drop)
         for name in ('lr', 'weight_decay'):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(
@@ -155,7 +164,8 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
                          f"held-out (user, item) pairs (got shape "
                          f"{list(pairs.shape)})")
     start = time.perf_counter()
-    candidates = CandidateFeatures(graph, score_fn, config.num_unvisited)
+    candidates = CandidateFeatures(graph, score_fn, config.num_unvisited,
+                                   config.drop)
     pairs = pairs.long().to(graph.device)
     gen = torch.Generator().manual_seed(config.seed)
     fold_of_user = torch.randint(config.folds, (graph.num_users, ),

@@ -176,3 +176,22 @@ def test_reranked_recommend_excludes_pairs_and_follows_the_scores(graph):
     assert scores[0].tolist() == [1.0, 0.0, -1.0]
     with pytest.raises(ValueError, match="'k'"):
         fn.recommend(torch.tensor([0]), k=7)
+
+
+def test_dropped_features_are_zero_and_the_rest_unchanged(graph):
+    full = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=2)
+    less = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=2,
+                             drop=['pair_cf', 'score'])
+    a, b = full(torch.tensor([0, 2])), less(torch.tensor([0, 2]))
+    names = list(full.feature_names())
+    gone = [k for k, n in enumerate(names)
+            if n.startswith('pair_cf') or n.startswith('score')]
+    kept = [k for k in range(len(names)) if k not in gone]
+    assert len(gone) == 2 + 5
+    assert (b.features[..., gone] == 0).all()
+    assert (a.features[..., gone] != 0).any()
+    assert torch.equal(a.features[..., kept], b.features[..., kept])
+    assert torch.equal(a.item, b.item)  # candidates still by the scores
+    assert "drop=['pair_cf', 'score']" in repr(less)
+    with pytest.raises(ValueError, match="'drop' names no feature"):
+        CandidateFeatures(graph, fixed_scores(SCORES), drop=['nothing'])

@@ -87,7 +87,8 @@ def test_fit_reranker_errors():
     for field, value in (('hidden', -1), ('folds', 0), ('epochs', 1.5),
                          ('lr', 0.0), ('weight_decay', -1.0),
                          ('num_unvisited', True),
-                         ('merge_validation', 1)):
+                         ('merge_validation', 1), ('drop', 'score'),
+                         ('drop', [3])):
         with pytest.raises(ValueError, match=f"'{field}'"):
             RerankConfig(**{field: value})
 
