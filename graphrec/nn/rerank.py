@@ -32,7 +32,7 @@ every other item below them in first-stage order.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -47,7 +47,33 @@ from graphrec.nn.visited import (
 )
 
 __all__ = ['Candidates', 'CandidateFeatures', 'ListwiseReranker',
-           'RerankedScores']
+           'RerankedScores', 'candidate_feature_names']
+
+
+def candidate_feature_names(behaviors: Sequence[str]) -> List[str]:
+    r"""The names of the features of :class:`CandidateFeatures` for
+    behaviors in cascade order, target last.
+    """
+    b = tuple(behaviors)
+    aux, tgt = b[:-1], b[-1]
+    return (['score', 'score_centered']
+            + [f'link_{a}' for a in aux] + ['visited']
+            + [f'item_log_{x}' for x in b]
+            + [f'item_conversion_{a}' for a in aux]
+            + [f'pair_cf_{x}_{tgt}' for x in b]
+            + [f'pair_cf_{a}_{a}' for a in aux]
+            + [f'user_log_{x}' for x in b] + ['user_log_candidates'])
+
+
+def check_drop(drop: Sequence[str], behaviors: Sequence[str]) -> None:
+    r"""Raises a :class:`ValueError` if a prefix of :obj:`drop` names no
+    feature of :func:`candidate_feature_names`.
+    """
+    names = candidate_feature_names(behaviors)
+    unknown = [p for p in drop if not any(n.startswith(p) for n in names)]
+    if unknown:
+        raise ValueError(f"'drop' names no feature: {unknown} (the "
+                         f"features are {names})")
 
 
 class Candidates(NamedTuple):
@@ -114,11 +140,8 @@ class CandidateFeatures:
         self.bought = graph.adjacency(graph.target, normalize=False)
         if isinstance(drop, str):
             drop = [drop]
+        check_drop(drop, graph.behaviors)
         names = self.feature_names()
-        unknown = [p for p in drop if not any(n.startswith(p) for n in names)]
-        if unknown:
-            raise ValueError(f"'drop' names no feature: {unknown} (the "
-                             f"features are {names})")
         self.drop = tuple(drop)
         self.keep = torch.tensor(
             [not any(n.startswith(p) for p in self.drop) for n in names],
@@ -133,15 +156,7 @@ class CandidateFeatures:
 
     def feature_names(self) -> Sequence[str]:
         r"""One name per feature, in order."""
-        b = self.graph.behaviors
-        aux, tgt = b[:-1], self.graph.target
-        return (['score', 'score_centered']
-                + [f'link_{a}' for a in aux] + ['visited']
-                + [f'item_log_{x}' for x in b]
-                + [f'item_conversion_{a}' for a in aux]
-                + [f'pair_cf_{x}_{tgt}' for x in b]
-                + [f'pair_cf_{a}_{a}' for a in aux]
-                + [f'user_log_{x}' for x in b] + ['user_log_candidates'])
+        return candidate_feature_names(self.graph.behaviors)
 
     def _bought(self, user: Tensor) -> Tensor:
         out = torch.zeros(user.numel(), self.num_items, dtype=torch.bool,
@@ -161,20 +176,24 @@ class CandidateFeatures:
         user = user_index.to(device)
         scores = self.score_fn(user).float()
         links = self.links.dense(user)  # [B, I, A]
-        bought = self._bought(user)
-        visited = (links.sum(-1) > 0) & ~bought
+        # Items the first stage rules out (-inf) are never candidates.
+        excluded = self._bought(user) | ~torch.isfinite(scores)
+        finite = scores.masked_fill(excluded, 0.0)
+        visited = (links.sum(-1) > 0) & ~excluded
         n_visited = visited.sum(1)
-        available = (~bought).sum(1)
+        available = (~excluded).sum(1)
         # Visited items first (in first-stage order), then the rest.
-        priority = torch.where(visited, scores + 2 * scores.abs().max() + 1,
-                               scores).masked_fill_(bought, float('-inf'))
+        shift = 2 * finite.abs().amax(1, keepdim=True) + 1 \
+            if user.numel() else 0.0
+        priority = torch.where(visited, finite + shift,
+                               finite).masked_fill_(excluded, float('-inf'))
         K = max(min(int(n_visited.max()) + self.num_unvisited,
                     self.num_items), 1) if user.numel() else 1
         item = priority.topk(K, dim=1).indices
         count = torch.minimum(n_visited + self.num_unvisited, available)
         valid = torch.arange(K, device=device)[None] < count[:, None]
 
-        s = scores.gather(1, item)
+        s = finite.gather(1, item)
         mean = (s * valid).sum(1, keepdim=True) / \
             valid.sum(1, keepdim=True).clamp(min=1)
         lnk = links.gather(1, item.unsqueeze(-1).expand(-1, -1,
@@ -257,7 +276,12 @@ class ListwiseReranker(torch.nn.Module):
                              f"{list(features.shape)})")
         self.mean.copy_(features.mean(0))
         if features.size(0) > 1:
-            self.std.copy_(features.std(0).clamp(min=1e-6))
+            # A feature (nearly) constant in the fitting data keeps its
+            # scale: dividing by a tiny spread would blow it up wherever it
+            # varies later.
+            std = features.std(0)
+            self.std.copy_(torch.where(std < 1e-3, torch.ones_like(std),
+                                       std))
 
     def forward(self, features: Tensor) -> Tensor:
         r"""Scores :obj:`[..., F] -> [...]`."""
@@ -294,12 +318,15 @@ class RerankedScores:
     """
     def __init__(self, candidates: CandidateFeatures, reranker,
                  fold: Optional[Tensor] = None):
-        models = list(reranker) if isinstance(reranker, (list, tuple)) \
-            else [reranker]
+        models = [reranker] if callable(reranker) and not isinstance(
+            reranker, torch.nn.ModuleList) else list(reranker)
         if fold is None and len(models) != 1:
             raise ValueError(f"'fold' is needed with {len(models)} "
                              f"re-rankers")
         if fold is not None:
+            if not isinstance(fold, Tensor) or fold.dtype != torch.long:
+                raise TypeError(f"'fold' must be a LongTensor (got "
+                                f"{getattr(fold, 'dtype', type(fold))})")
             if fold.shape != (candidates.num_users, ):
                 raise ValueError(f"'fold' must have shape "
                                  f"[{candidates.num_users}] (got "
@@ -327,11 +354,22 @@ class RerankedScores:
             f = self.fold.to(score.device)[user_index.to(score.device)]
             score = score.gather(0, f[None, :, None].expand(
                 1, -1, score.size(-1)))[0]
+        # Relative to the user's best candidate, so that the margin below
+        # depends on the spread of the scores, not on their size.
+        top = score.masked_fill(~c.valid, float('-inf')).amax(1, keepdim=True)
+        score = score - torch.where(torch.isfinite(top), top,
+                                    torch.zeros_like(top))
         low = score.masked_fill(~c.valid, float('inf')).amin(1,
                                                              keepdim=True)
         low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
-        # Below every candidate, in first-stage order.
-        out = c.scores - c.scores.amax(1, keepdim=True) + low - 1
+        # Below every candidate, in first-stage order (-inf stays -inf).
+        finite = torch.isfinite(c.scores)
+        best = c.scores.masked_fill(~finite, float('-inf')).amax(
+            1, keepdim=True)
+        best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+        # A margin of at least a few float32 steps at |low|.
+        margin = 1 + low.abs() * 2.0 ** -20
+        out = torch.where(finite, c.scores - best + low - margin, c.scores)
         keep = out.gather(1, c.item)
         out.scatter_(1, c.item, torch.where(c.valid, score, keep))
         return out

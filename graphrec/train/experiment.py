@@ -83,6 +83,10 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     test is scored through it. The row's ``valid`` is then the re-ranker's
     cross-fitted validation figure, ``stage1_valid`` the model's, and
     ``rerank`` holds the settings and the cross-fitted validation metrics.
+    With :obj:`RerankConfig.merge_validation` the test candidates, features
+    and first-stage scores come from the train graph with the validation
+    pairs put back. The row's ``train_seconds`` then includes the second
+    stage (its own time is ``rerank['seconds']``).
 
     Raises:
         TrainingInterrupted: ``SIGINT`` or ``SIGTERM`` arrived.
@@ -90,13 +94,7 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     config = config or TrainConfig()
     rerank_config = None
     if rerank is not None:
-        from graphrec.train.rerank import RerankConfig
-        rerank_config = RerankConfig(**rerank)
-        if config.refit or dataset.valid is None:
-            raise ValueError("'rerank' fits on the validation pairs, so the "
-                             "model must be trained without them: it needs "
-                             "a dataset with validation pairs and "
-                             "refit=False")
+        rerank_config = _rerank_config(rerank, dataset, config)
     evaluator = evaluator or Evaluator(ks=(10, 20))
     model_kwargs = dict(model_kwargs or {})
     seed_everything(config.seed)
@@ -178,6 +176,34 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
     return row
 
 
+def _rerank_config(rerank, dataset, config):
+    r"""Checks :obj:`rerank` before any training."""
+    from graphrec.nn.rerank import check_drop
+    from graphrec.train.rerank import RerankConfig
+    if not isinstance(rerank, dict):
+        raise TypeError(f"'rerank' must be a dict of RerankConfig fields "
+                        f"(got {type(rerank).__name__})")
+    fields = [f.name for f in dataclasses.fields(RerankConfig)]
+    unknown = sorted(set(rerank) - set(fields))
+    if unknown:
+        raise ValueError(f"'rerank' has unknown field(s) {unknown}; the "
+                         f"fields are {fields}")
+    out = RerankConfig(**rerank)
+    if config.refit or dataset.valid is None:
+        raise ValueError("'rerank' fits on the validation pairs, so the "
+                         "model must be trained without them: it needs a "
+                         "dataset with validation pairs and refit=False")
+    if out.folds < 2:
+        raise ValueError(f"'rerank' needs folds >= 2 here: the row's "
+                         f"validation figure is the cross-fitted one (got "
+                         f"folds={out.folds})")
+    if len(dataset.behaviors) < 2:
+        raise ValueError(f"'rerank' needs auxiliary behaviors (the dataset "
+                         f"has {list(dataset.behaviors)})")
+    check_drop(out.drop, dataset.behaviors)
+    return out
+
+
 def _fit_second_stage(net, trainer, dataset, rerank_config, evaluator,
                       config, fit, extra):
     r"""Fits the re-ranker on the validation pairs; records its
@@ -191,12 +217,10 @@ def _fit_second_stage(net, trainer, dataset, rerank_config, evaluator,
                            progress=config.progress)
     info = {**rerank_config.to_dict(), 'coverage': stacked.coverage,
             'seconds': stacked.seconds, 'losses': stacked.losses}
-    if stacked.cross_fitted is not None:
-        valid = evaluator.evaluate(stacked.cross_fitted, dataset,
-                                   split='valid')
-        info['valid'] = {k: v for k, v in valid.items()
-                         if isinstance(v, (int, float))}
-        extra['stage1_valid'] = fit.best_valid
+    valid = evaluator.evaluate(stacked.cross_fitted, dataset, split='valid')
+    info['valid'] = {k: v for k, v in valid.items()
+                     if isinstance(v, (int, float))}
+    extra['stage1_valid'] = fit.best_valid
     extra['rerank'] = info
     if not rerank_config.merge_validation:
         return stacked.score_fn

@@ -26,6 +26,7 @@ from graphrec.nn.rerank import (
     ListwiseReranker,
     RerankedScores,
 )
+from graphrec.nn.visited import _check_index
 
 __all__ = ['RerankConfig', 'Reranked', 'fit_reranker']
 
@@ -148,7 +149,8 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
         score_fn (Callable): The first stage's scores,
             :obj:`user_index -> [B, I]`.
         pairs (Tensor): Held-out pairs :obj:`[2, N]`, e.g.
-            :obj:`dataset.valid`.
+            :obj:`dataset.valid`; one per user is what the softmax assumes
+            (a user's other held-out items would count as her negatives).
         config (RerankConfig, optional): Settings.
         progress (bool): A progress bar over the epochs.
     """
@@ -163,6 +165,8 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
         raise ValueError(f"'pairs' must be a non-empty tensor [2, N] of "
                          f"held-out (user, item) pairs (got shape "
                          f"{list(pairs.shape)})")
+    _check_index('pairs[0]', pairs[0], graph.num_users)
+    _check_index('pairs[1]', pairs[1], graph.num_items)
     start = time.perf_counter()
     candidates = CandidateFeatures(graph, score_fn, config.num_unvisited,
                                    config.drop)
@@ -184,10 +188,21 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
         keep = target >= 0
         chunks.append((c.features[keep], c.valid[keep], target[keep],
                        fold_of_user[user[keep]]))
-    coverage = sum(int(c[2].numel()) for c in chunks) / pairs.size(1)
-    if coverage == 0:
-        raise ValueError("no held-out item is among its user's candidates: "
-                         "raise 'num_unvisited'")
+    covered = sum(int(c[2].numel()) for c in chunks)
+    coverage = covered / pairs.size(1)
+    if covered == 0:
+        raise ValueError(f"none of the {pairs.size(1)} held-out items is "
+                         f"among its user's candidates (visited items and "
+                         f"num_unvisited={config.num_unvisited} others): "
+                         f"raise 'num_unvisited'")
+    per_fold = torch.bincount(torch.cat([c[3] for c in chunks]),
+                              minlength=config.folds)
+    if config.folds > 1 and bool((per_fold == covered).any()):
+        raise ValueError(f"'folds': every held-out pair among the "
+                         f"candidates falls in one of the {config.folds} "
+                         f"folds (pairs per fold {per_fold.tolist()}), so "
+                         f"another fold has nothing to fit on; use more "
+                         f"pairs or folds=1")
 
     def fit(exclude_fold: int, bar) -> tuple:
         data = [(f, v, t) if bool(k.all()) else (f[k], v[k], t[k])
@@ -232,14 +247,14 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
         bar = tqdm(total=config.epochs * (folds + 1), desc='re-ranker',
                    unit='epoch')
     try:
-        per_fold = [fit(f, bar)[0] for f in range(folds)]
+        fold_models = [fit(f, bar)[0] for f in range(folds)]
         reranker, losses = fit(-1, bar)  # every pair
     finally:
         if bar is not None:
             bar.close()
     return Reranked(
         score_fn=RerankedScores(candidates, reranker),
-        cross_fitted=RerankedScores(candidates, per_fold, fold_of_user)
+        cross_fitted=RerankedScores(candidates, fold_models, fold_of_user)
         if folds else None,
         reranker=reranker, candidates=candidates, losses=losses,
         coverage=coverage, seconds=time.perf_counter() - start)

@@ -143,8 +143,9 @@ def test_reranked_scores_put_candidates_first_in_reranker_order(graph,
     assert top0[:4] == [3, 0, 2, 4]
     # then i5 (4) and the bought i1 (9), by first-stage score
     assert top0[4:] == [1, 5]
-    assert out[0, [3, 0, 2, 4]].tolist() == [1.0, 0.0, -1.0, -5.0]
-    assert (out[0, [1, 5]] < -5.0).all()
+    # the re-ranker's scores, minus the user's best candidate's
+    assert out[0, [3, 0, 2, 4]].tolist() == [0.0, -1.0, -2.0, -6.0]
+    assert (out[0, [1, 5]] < -6.0).all()
 
 
 def test_reranked_scores_route_users_to_their_fold(graph):
@@ -173,7 +174,7 @@ def test_reranked_recommend_excludes_pairs_and_follows_the_scores(graph):
     # i4 (visited, 3) and i5 (6) by minus their scores, then i3 (2), the
     # best non-candidate (i0 bought)
     assert items.tolist() == [[3, 0, 2], [4, 5, 3]]
-    assert scores[0].tolist() == [1.0, 0.0, -1.0]
+    assert scores[0].tolist() == [0.0, -1.0, -2.0]
     with pytest.raises(ValueError, match="'k'"):
         fn.recommend(torch.tensor([0]), k=7)
 
@@ -195,3 +196,44 @@ def test_dropped_features_are_zero_and_the_rest_unchanged(graph):
     assert "drop=['pair_cf', 'score']" in repr(less)
     with pytest.raises(ValueError, match="'drop' names no feature"):
         CandidateFeatures(graph, fixed_scores(SCORES), drop=['nothing'])
+
+
+def test_constant_features_keep_their_scale():
+    model = ListwiseReranker(2, hidden=0)
+    x = torch.stack([torch.randn(100), torch.full((100, ), 3.0)], -1)
+    model.set_scaling(x)
+    assert model.std[1] == 1.0 and model.std[0] != 1.0
+
+
+def test_no_users_and_ruled_out_items(graph):
+    table = torch.tensor(SCORES)
+    table[0, 2] = float('-inf')  # visited, but ruled out by the first stage
+    table[0, 4] = float('-inf')
+    cand = CandidateFeatures(graph, fixed_scores(table), num_unvisited=1)
+    empty = cand(torch.tensor([], dtype=torch.long))
+    assert empty.item.size(0) == 0 and empty.features.size(0) == 0
+    c = cand(torch.tensor([0]))
+    assert set(c.item[0][c.valid[0]].tolist()) == {0, 3, 5}
+    assert torch.isfinite(c.features).all()
+    out = RerankedScores(cand, ByFeature(0, -1.0))(torch.tensor([0]))
+    assert not torch.isnan(out).any()
+    assert out[0, 2] == float('-inf') and out[0, 4] == float('-inf')
+    # the bought i1 is not ruled out by the scores: below the candidates
+    assert out[0, 1] < out[0, [0, 3, 5]].min()
+
+
+def test_huge_reranker_scores_stay_above_the_rest(graph):
+    cand = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=1)
+    out = RerankedScores(cand, ByFeature(0, 3e7))(torch.tensor([0]))[0]
+    candidates, rest = [0, 2, 3, 4], [1, 5]
+    assert out[candidates].min() > out[rest].max()
+
+
+def test_reranked_scores_take_a_module_list_and_check_fold(graph):
+    cand = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=1)
+    models = torch.nn.ModuleList([ListwiseReranker(cand.num_features),
+                                  ListwiseReranker(cand.num_features)])
+    fn = RerankedScores(cand, models, torch.tensor([0, 1, 1]))
+    assert fn(torch.tensor([0, 1])).shape == (2, 6)
+    with pytest.raises(TypeError, match="'fold' must be a LongTensor"):
+        RerankedScores(cand, models, torch.tensor([0.0, 1.0, 1.0]))

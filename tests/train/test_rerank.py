@@ -7,6 +7,7 @@ import torch
 from graphrec.bench import RunSpec
 from graphrec.cli import load_data
 from graphrec.data.graph import BehaviorGraph
+from graphrec.testing import DEVICES
 from graphrec.train import RerankConfig, TrainConfig, fit_reranker
 from graphrec.train.experiment import run_experiment
 
@@ -61,14 +62,42 @@ def test_fit_reranker_learns_a_planted_signal_and_cross_fits():
     assert not torch.equal(a.linear.weight, b.linear.weight)
 
 
-def test_fit_reranker_is_seeded():
+def test_a_fold_model_never_sees_its_users_pairs():
+    graph, score_fn, pairs = planted(num_users=120)
+    config = RerankConfig(num_unvisited=5, hidden=4, epochs=2, folds=2)
+    one = fit_reranker(graph, score_fn, pairs, config)
+    fold = one.cross_fitted.fold[pairs[0]]
+    # other held-out items (still visited, so still candidates) for the
+    # users of fold 0
+    view = graph.edge_index_dict['view']
+    other = pairs.clone()
+    for n in (fold == 0).nonzero().flatten().tolist():
+        mine = view[1][view[0] == pairs[0, n]]
+        other[1, n] = mine[mine != pairs[1, n]][0]
+    two = fit_reranker(graph, score_fn, other, config)
+    assert two.coverage == one.coverage == 1.0
+    same = [torch.equal(a, b) for a, b in zip(
+        one.cross_fitted.models[0].state_dict().values(),
+        two.cross_fitted.models[0].state_dict().values())]
+    assert all(same)  # fitted on fold 1 only
+    assert not torch.equal(one.cross_fitted.models[1].linear.weight,
+                           two.cross_fitted.models[1].linear.weight)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_fit_reranker_is_seeded(device):
     graph, score_fn, pairs = planted(num_users=60)
+    graph = graph.to(device)
+    fn = score_fn
+    score_fn = lambda user: fn(user.cpu()).to(device)  # noqa: E731
     config = RerankConfig(num_unvisited=5, hidden=4, epochs=2, folds=1)
     one = fit_reranker(graph, score_fn, pairs, config)
     two = fit_reranker(graph, score_fn, pairs, config)
     assert one.cross_fitted is None
     assert one.losses == two.losses
-    assert torch.equal(one.score_fn(pairs[0]), two.score_fn(pairs[0]))
+    out = one.score_fn(pairs[0])
+    assert out.device.type == device
+    assert torch.equal(out, two.score_fn(pairs[0]))
 
 
 def test_fit_reranker_errors():
@@ -79,6 +108,12 @@ def test_fit_reranker_errors():
         fit_reranker(graph, score_fn, pairs[:1])
     with pytest.raises(TypeError, match="'config'"):
         fit_reranker(graph, score_fn, pairs, {'hidden': 3})
+    with pytest.raises(ValueError, match=r"'pairs\[1\]'"):
+        fit_reranker(graph, score_fn, torch.tensor([[0], [60]]))
+    # all in one fold: the other fold has nothing to fit on
+    with pytest.raises(ValueError, match="'folds'"):
+        fit_reranker(graph, score_fn, pairs[:, :1],
+                     RerankConfig(folds=2))
     # a held-out item that is a train purchase is never a candidate
     bought = graph.edge_index_dict['buy']
     with pytest.raises(ValueError, match="raise 'num_unvisited'"):
@@ -120,6 +155,24 @@ def test_run_experiment_with_a_second_stage():
                        rerank={})
     with pytest.raises(ValueError, match="'hidden'"):
         run_experiment('lightgcn', data, {}, config, rerank={'hidden': -2})
+
+
+@pytest.mark.parametrize('rerank, error, match', [
+    ({'folds': 1}, ValueError, 'folds >= 2'),
+    ({'hiden': 3}, ValueError, r"unknown field\(s\) \['hiden'\]"),
+    ([('hidden', 3)], TypeError, "'rerank' must be a dict"),
+    ({'drop': ['nothing']}, ValueError, "'drop' names no feature"),
+])
+def test_run_experiment_checks_rerank_before_training(monkeypatch, rerank,
+                                                      error, match):
+    import graphrec.train.experiment as experiment
+
+    def no_training(*args, **kwargs):
+        raise AssertionError('trained before checking')
+    monkeypatch.setattr(experiment, 'make_trainer', no_training)
+    with pytest.raises(error, match=match):
+        run_experiment('lightgcn', load_data('synthetic'), {},
+                       TrainConfig(epochs=1), rerank=rerank)
 
 
 def test_rerank_enters_the_fingerprint_only_when_set():
