@@ -18,10 +18,10 @@ back (train minus V: ``RerankConfig.merge_validation``). The test set is
 never read. About 12 minutes on tmall at one thread.
 """
 import argparse
-import ast
 import time
 
 import torch
+from explore_full import keywords
 
 from graphrec.cli import load_data
 from graphrec.data.graph import BehaviorGraph
@@ -32,12 +32,6 @@ from graphrec.nn.rerank import CandidateFeatures, RerankedScores
 from graphrec.train import RerankConfig, TrainConfig, Trainer, fit_reranker
 
 KEYS = ('hr@10', 'ndcg@10', 'visited/hr@10', 'unvisited/hr@10')
-
-
-def keywords(text: str) -> dict:
-    r"""``"a=1, b='x'"`` as a dict of Python literals."""
-    call = ast.parse(f'f({text})', mode='eval').body
-    return {k.arg: ast.literal_eval(k.value) for k in call.keywords}
 
 
 def main(argv=None):
