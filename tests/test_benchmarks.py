@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -92,6 +93,9 @@ def test_tune_then_run_on_synthetic(bench, tmp_path, capsys):
         '| synthetic | crgcn |')
     assert '| synthetic | other-a | 2 |' in page
     assert '| synthetic | other-b | 2 |' in page
+    # Compared rows count as baselines: the significance reference is one
+    # of them (copies of crgcn, not marked as baselines in their files).
+    assert re.search(r'\| synthetic \| mbcgcn \| other-[ab] \|', page)
 
 
 def test_caged_overhead_on_synthetic(monkeypatch, tmp_path):
