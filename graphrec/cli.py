@@ -21,14 +21,15 @@ DEFAULT_MODELS = {
 }
 
 
-def parse_model_args(items: Optional[List[str]]) -> Dict[str, Any]:
+def parse_model_args(items: Optional[List[str]],
+                     option: str = '--model-arg') -> Dict[str, Any]:
     r"""Parses ``key=value`` pairs; values are JSON where they parse as
     JSON (numbers, lists, true/false) and strings otherwise.
     """
     out = {}
     for item in items or []:
         if '=' not in item:
-            raise SystemExit(f"error: --model-arg expects key=value "
+            raise SystemExit(f"error: {option} expects key=value "
                              f"(got {item!r})")
         key, value = item.split('=', 1)
         try:
@@ -189,9 +190,12 @@ def _train(args) -> int:
     kwargs = parse_model_args(args.model_arg)
     out = Path(args.out or f'runs/{dataset.name}-{args.model}-s{args.seed}')
     try:
+        rerank = (None if args.rerank is None
+                  else parse_model_args(args.rerank, '--rerank'))
         row = run_experiment(args.model, dataset, kwargs, train_config(args),
                              out_dir=str(out), results=args.results,
-                             resume=args.resume, return_model=True)
+                             resume=args.resume, return_model=True,
+                             rerank=rerank)
     except TrainingInterrupted as e:
         if not is_main_process():
             return e.exit_code
@@ -208,21 +212,29 @@ def _train(args) -> int:
             print(f'resume with: {command}', file=sys.stderr)
         return e.exit_code
     model = row.pop('_model')
+    reranker = row.pop('_reranker', None)
     if not is_main_process():
         return 0
-    atomic_torch_save({'model': args.model, 'model_kwargs': kwargs,
-                       'dataset': args.dataset,
-                       'behaviors': args.behaviors, 'columns': args.columns,
-                       'split_seed': args.split_seed,
-                       'checksum': dataset.checksum,
-                       'state': model.state_dict()}, out / 'model.pt')
+    saved = {'model': args.model, 'model_kwargs': kwargs,
+             'dataset': args.dataset, 'behaviors': args.behaviors,
+             'columns': args.columns, 'split_seed': args.split_seed,
+             'checksum': dataset.checksum, 'state': model.state_dict()}
+    if reranker is not None:
+        from graphrec.train.rerank import RerankConfig
+        fields = RerankConfig.__dataclass_fields__
+        saved['rerank'] = {
+            'config': {k: v for k, v in row['rerank'].items()
+                       if k in fields},
+            'num_features': reranker.num_features,
+            'state': reranker.state_dict()}
+    atomic_torch_save(saved, out / 'model.pt')
     print_table([row], ['hr@10', 'ndcg@10', 'recall@20', 'mrr'])
     print(f'model written to {out / "model.pt"}; result row appended to '
           f'{args.results}')
     return 0
 
 
-def load_checkpoint(path: str):
+def load_checkpoint(path: str, ckpt: Optional[dict] = None):
     r"""Loads a ``model.pt`` written by ``graphrec train``, in eval mode; exits
     if the dataset changed since training.
 
@@ -235,7 +247,7 @@ def load_checkpoint(path: str):
     from graphrec.data.graph import BehaviorGraph
     from graphrec.models import build_model
     from graphrec.train.records import load_checkpoint as read_checkpoint
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
     dataset = load_data(ckpt['dataset'], ckpt['split_seed'],
                         behaviors=ckpt.get('behaviors'),
                         columns=ckpt.get('columns'))
@@ -250,14 +262,37 @@ def load_checkpoint(path: str):
     return model, dataset, BehaviorGraph.from_dataset(dataset)
 
 
+def checkpoint_scores(path: str):
+    r"""The score function of a ``model.pt``: the model's, or that of the
+    second stage saved with it (``graphrec train --rerank``).
+
+    Returns:
+        :obj:`(score_fn, model, dataset, graph)`.
+    """
+    from graphrec.train.records import load_checkpoint as read_checkpoint
+    ckpt = read_checkpoint(path)
+    model, dataset, graph = load_checkpoint(path, ckpt)
+    saved = ckpt.get('rerank')
+    if saved is None:
+        return model.score_fn(graph), model, dataset, graph
+    from graphrec.nn.rerank import ListwiseReranker
+    from graphrec.train.rerank import RerankConfig, second_stage_scores
+    config = RerankConfig(**saved['config'])
+    reranker = ListwiseReranker(saved['num_features'], config.hidden,
+                                config.num_layers)
+    reranker.load_state_dict(saved['state'])
+    return (second_stage_scores(model, dataset, reranker.eval(), config),
+            model, dataset, graph)
+
+
 def cmd_evaluate(args) -> int:
     r"""``graphrec evaluate``: prints a checkpoint's metrics on the test or
     validation split.
     """
     from graphrec.eval import Evaluator
-    model, dataset, graph = load_checkpoint(args.checkpoint)
-    result = Evaluator(ks=tuple(args.k)).evaluate(model.score_fn(graph),
-                                                  dataset, split=args.split)
+    score_fn, _, dataset, _ = checkpoint_scores(args.checkpoint)
+    result = Evaluator(ks=tuple(args.k)).evaluate(score_fn, dataset,
+                                                  split=args.split)
     for key, value in result.items():
         print(f'{key}\t{value}')
     return 0
@@ -267,7 +302,8 @@ def cmd_recommend(args) -> int:
     r"""``graphrec recommend``: prints the top-:math:`k` items of each user as
     JSON lines, in original ids, train and validation target items excluded.
     """
-    model, dataset, graph = load_checkpoint(args.checkpoint)
+    from graphrec.models.base import top_k
+    score_fn, _, dataset, graph = checkpoint_scores(args.checkpoint)
     user_ids = dataset.user_ids
     lookup = ({str(u): i for i, u in enumerate(user_ids)}
               if user_ids is not None else None)
@@ -285,8 +321,9 @@ def cmd_recommend(args) -> int:
     exclude = dataset.train[dataset.target]
     if dataset.valid is not None:
         exclude = torch.cat([exclude, dataset.valid], dim=1)
-    scores, items = model.recommend(graph, torch.tensor(index), k=args.k,
-                                    exclude_index=exclude)
+    scores, items = top_k(score_fn, dataset.num_users, dataset.num_items,
+                          torch.tensor(index), k=args.k,
+                          exclude_index=exclude, device=graph.device)
     names = dataset.item_ids
     for user, row, score in zip(args.users, items.tolist(), scores.tolist()):
         shown = [names[i] if names is not None else i for i in row]
@@ -493,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--model-arg', action='append', metavar='KEY=VALUE',
                    help='constructor argument, repeatable')
     add_train_args(p)
+    p.add_argument('--rerank', nargs='*', metavar='KEY=VALUE',
+                   help='fit a second stage on the validation pairs '
+                   '(RerankConfig fields, e.g. merge_validation=true); '
+                   'saved in model.pt, used by evaluate and recommend')
     p.add_argument('--out', help='run folder (checkpoints, model.pt)')
     p.add_argument('--results', default='runs/results.jsonl')
     p.add_argument('--resume', action='store_true',

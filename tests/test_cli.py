@@ -8,7 +8,7 @@ import torch
 from graphrec.cli import build_parser, main, train_config
 from graphrec.data import pair_keys
 from graphrec.datasets import load_dataset
-from graphrec.train import lock_run_dir
+from graphrec.train import load_checkpoint, lock_run_dir
 
 README = Path(__file__).resolve().parent.parent / 'README.md'
 
@@ -25,6 +25,36 @@ def test_demo_prints_a_metrics_table(capsys, tmp_path):
     assert len(rows) == 8
     assert {r['seed'] for r in rows} == {0, 1}
     assert all(r['masking'] and r['checksum'] for r in rows)
+
+
+@pytest.mark.parametrize('merge', ['false', 'true'])
+def test_train_with_a_second_stage_saves_and_reuses_it(capsys, tmp_path,
+                                                       merge):
+    out, results = tmp_path / 'run', tmp_path / 'r.jsonl'
+    assert main(['train', '--model', 'lightgcn', '--epochs', '3',
+                 '--no-progress', '--out', str(out), '--results',
+                 str(results), '--rerank', 'epochs=2', 'hidden=8',
+                 f'merge_validation={merge}']) == 0
+    row = json.loads(results.read_text().splitlines()[-1])
+    assert row['rerank']['hidden'] == 8 and 'stage1_valid' in row
+    saved = load_checkpoint(out / 'model.pt')['rerank']
+    assert saved['config']['merge_validation'] is (merge == 'true')
+    capsys.readouterr()
+    # The saved second stage reproduces the run's test figures.
+    assert main(['evaluate', '--checkpoint', str(out / 'model.pt')]) == 0
+    lines = dict(line.split('\t') for line in
+                 capsys.readouterr().out.strip().splitlines())
+    for key in ('hr@10', 'ndcg@10', 'unvisited/hr@10'):
+        assert float(lines[key]) == pytest.approx(row['metrics'][key])
+    assert main(['recommend', '--checkpoint', str(out / 'model.pt'),
+                 '--users', '3', '--k', '5']) == 0
+    rec = json.loads(capsys.readouterr().out)
+    data = load_dataset('synthetic')
+    bought = pair_keys(data.train['buy'], data.num_items)
+    assert not torch.isin(3 * data.num_items + torch.tensor(rec['items']),
+                          bought).any()
+    with pytest.raises(SystemExit, match='--rerank expects key=value'):
+        main(['train', '--model', 'mf', '--rerank', 'hidden'])
 
 
 def test_train_evaluate_recommend_roundtrip(capsys, tmp_path):

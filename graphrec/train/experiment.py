@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from graphrec.data.dataset import MultiBehaviorDataset
-from graphrec.data.graph import BehaviorGraph
 from graphrec.eval import Evaluator
 from graphrec.models import build_model
 from graphrec.train.distributed import (
@@ -61,8 +60,9 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
 
     The model evaluated on test is the one of the best validation epoch,
     trained without the validation pairs. With :obj:`return_model=True`
-    the trained model is returned under the key ``'_model'`` (not written
-    to :obj:`results`).
+    the trained model is returned under the key ``'_model'`` (and a fitted
+    second stage's re-ranker under ``'_reranker'``; neither is written to
+    :obj:`results`).
 
     On ``SIGINT`` or ``SIGTERM`` the row appended to :obj:`results` has
     ``"status": "interrupted"``, the epochs completed, the best validation
@@ -116,11 +116,11 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
             if config.refit and net.trainable and dataset.valid is not None:
                 net, trainer = _refit(model, dataset, model_kwargs, config,
                                       evaluator, fit, out_dir, resume)
-            score_fn = net.score_fn(trainer.graph)
+            score_fn, reranker = net.score_fn(trainer.graph), None
             if rerank_config is not None and main:
-                score_fn = _fit_second_stage(net, trainer, dataset,
-                                             rerank_config, evaluator,
-                                             config, fit, extra)
+                score_fn, reranker = _fit_second_stage(
+                    net, trainer, dataset, rerank_config, evaluator, config,
+                    fit, extra)
             train_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             # In multi-process training the replicas are identical: rank 0
@@ -173,6 +173,8 @@ def run_experiment(model: str, dataset: MultiBehaviorDataset,
         append_jsonl(results, stored)
     if return_model:
         row['_model'] = net
+        if reranker is not None:
+            row['_reranker'] = reranker
     return row
 
 
@@ -208,10 +210,9 @@ def _fit_second_stage(net, trainer, dataset, rerank_config, evaluator,
                       config, fit, extra):
     r"""Fits the re-ranker on the validation pairs; records its
     cross-fitted validation metrics in :obj:`extra` and returns the test
-    score function.
+    score function with the fitted re-ranker.
     """
-    from graphrec.nn.rerank import CandidateFeatures, RerankedScores
-    from graphrec.train.rerank import fit_reranker
+    from graphrec.train.rerank import fit_reranker, second_stage_scores
     stacked = fit_reranker(trainer.graph, net.score_fn(trainer.graph),
                            dataset.valid, rerank_config,
                            progress=config.progress)
@@ -222,14 +223,10 @@ def _fit_second_stage(net, trainer, dataset, rerank_config, evaluator,
                      if isinstance(v, (int, float))}
     extra['stage1_valid'] = fit.best_valid
     extra['rerank'] = info
-    if not rerank_config.merge_validation:
-        return stacked.score_fn
-    graph = BehaviorGraph.from_dataset(merge_validation(dataset)).to(
-        trainer.graph.device)
-    return RerankedScores(
-        CandidateFeatures(graph, net.score_fn(graph),
-                          rerank_config.num_unvisited, rerank_config.drop),
-        stacked.reranker)
+    if not rerank_config.merge_validation:  # the fitting candidates serve
+        return stacked.score_fn, stacked.reranker
+    return (second_stage_scores(net, dataset, stacked.reranker, rerank_config),
+            stacked.reranker)
 
 
 def merge_validation(dataset: MultiBehaviorDataset) -> MultiBehaviorDataset:

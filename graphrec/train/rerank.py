@@ -28,7 +28,7 @@ from graphrec.nn.rerank import (
 )
 from graphrec.nn.visited import _check_index
 
-__all__ = ['RerankConfig', 'Reranked', 'fit_reranker']
+__all__ = ['RerankConfig', 'Reranked', 'fit_reranker', 'second_stage_scores']
 
 
 @dataclass
@@ -258,3 +258,21 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
         if folds else None,
         reranker=reranker, candidates=candidates, losses=losses,
         coverage=coverage, seconds=time.perf_counter() - start)
+
+
+def second_stage_scores(model, dataset, reranker: ListwiseReranker,
+                config: RerankConfig) -> RerankedScores:
+    r"""The test-time score function of a fitted second stage over
+    :obj:`model` (the first stage, trained without the validation pairs):
+    candidates, features and first-stage scores on the train graph of
+    :obj:`dataset`, with its validation pairs put back when
+    :obj:`config.merge_validation` is set.
+    """
+    from graphrec.train.experiment import merge_validation
+    data = (merge_validation(dataset) if config.merge_validation
+            and dataset.valid is not None else dataset)
+    device = reranker.mean.device
+    graph = BehaviorGraph.from_dataset(data).to(device)
+    return RerankedScores(
+        CandidateFeatures(graph, model.score_fn(graph), config.num_unvisited,
+                          config.drop), reranker)
