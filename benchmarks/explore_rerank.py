@@ -15,7 +15,7 @@ stopping on V2, and each re-ranker variant is fitted on V2. All are then
 scored on V, with candidates, features and first-stage scores from the
 first stage's graph (train minus V and V2) or from the graph with V2 put
 back (train minus V: ``RerankConfig.merge_validation``). The test set is
-never read. About 12 minutes on tmall at one thread.
+never read. About 15 minutes on tmall for three variants at one thread.
 """
 import argparse
 import time
