@@ -16,6 +16,12 @@ and writes docs/results/slot-tradeoff-<dataset>.md with a plot.
 It answers one question about the targets of the full model: how many of
 the ten places must go to new items before those reach a given HR@10, and
 what that costs on the visited ones.
+
+``--unvisited user-cf`` orders the unvisited items by user-based
+collaborative filtering instead (the purchases of the ``--neighbours`` users
+with the most similar purchases, by cosine; no training): the best ranker of
+unvisited items in ``benchmarks/explore_signals.py``. Its page is
+docs/results/slot-tradeoff-<dataset>-user-cf.md.
 """
 import argparse
 import time
@@ -78,6 +84,11 @@ def main(argv=None):
                         help="LightGCN's epoch budget (default: the "
                         'baselines config)')
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--unvisited', choices=['lightgcn', 'user-cf'],
+                        default='lightgcn',
+                        help='the ranker of unvisited items')
+    parser.add_argument('--neighbours', type=int, default=200,
+                        help='k of --unvisited user-cf')
     parser.add_argument('--pages', default=str(ROOT / 'docs' / 'results'))
     args = parser.parse_args(argv)
     if args.threads:
@@ -86,21 +97,13 @@ def main(argv=None):
     graph = BehaviorGraph.from_dataset(data)
     users, items = data.valid
 
-    # The unvisited ranker: LightGCN on all behaviors, the baselines
-    # config's settings for this dataset, early stopping on validation.
-    _, specs, _ = load_config(ROOT / 'benchmarks' / 'configs' /
-                              'baselines.json', args.dataset)
-    spec = specs['lightgcn-all']
-    train = {**spec.train, 'seed': args.seed, 'progress': False}
-    if args.epochs is not None:
-        train['epochs'] = args.epochs
-    seed_everything(args.seed)
-    lightgcn = build_model(spec.model, data.num_users, data.num_items,
-                           data.behaviors, **spec.kwargs)
-    start = time.time()
-    fit = Trainer(lightgcn, data, TrainConfig(**train)).fit()
-    print(f'lightgcn-all: {time.time() - start:.0f} s, best epoch '
-          f'{fit.best_epoch}, validation ndcg@10 {fit.best_valid:.4f}')
+    if args.unvisited == 'user-cf':
+        from explore_signals import CFScores
+        cf = CFScores(data)
+        unvisited, fit = (lambda u: cf.user(data.target, args.neighbours,
+                                           u)), None
+    else:
+        unvisited, fit = train_lightgcn(data, graph, args)
     reranker = build_model('reranker', data.num_users, data.num_items,
                            data.behaviors, prior='conversion',
                            strength='visited')
@@ -109,16 +112,15 @@ def main(argv=None):
     ks = list(range(11))
     hits = torch.zeros(len(ks), users.numel(), dtype=torch.bool)
     is_visited = torch.zeros(users.numel(), dtype=torch.bool)
-    lightgcn.eval()
     with torch.no_grad():
-        emb_l, emb_r = lightgcn(graph), reranker(graph)
+        emb_r = reranker(graph)
         for s in range(0, users.numel(), 512):
             u, i = users[s:s + 512], items[s:s + 512]
             visited = links.dense(u).amax(-1) > 0
             # Train purchases of the chunk's users, as a dense mask.
             bought = mask_pairs_(torch.zeros_like(visited), u, buy,
                                  data.num_users, True)
-            sl = lightgcn.score(emb_l, u)
+            sl = unvisited(u)
             sr = reranker.score(emb_r, u)
             is_visited[s:s + 512] = visited[torch.arange(u.numel()), i]
             hits[:, s:s + 512] = pessimistic_hits(sr, sl, visited, bought,
@@ -133,12 +135,36 @@ def main(argv=None):
     write_page(rows, args, float(is_visited.float().mean()), fit)
 
 
+def train_lightgcn(data, graph, args):
+    r"""LightGCN on all behaviors, the baselines config's settings for
+    this dataset, early stopping on validation: its score function and
+    fit."""
+    _, specs, _ = load_config(ROOT / 'benchmarks' / 'configs' /
+                              'baselines.json', args.dataset)
+    spec = specs['lightgcn-all']
+    train = {**spec.train, 'seed': args.seed, 'progress': False}
+    if args.epochs is not None:
+        train['epochs'] = args.epochs
+    seed_everything(args.seed)
+    lightgcn = build_model(spec.model, data.num_users, data.num_items,
+                           data.behaviors, **spec.kwargs)
+    start = time.time()
+    fit = Trainer(lightgcn, data, TrainConfig(**train)).fit()
+    print(f'lightgcn-all: {time.time() - start:.0f} s, best epoch '
+          f'{fit.best_epoch}, validation ndcg@10 {fit.best_valid:.4f}')
+    lightgcn.eval()
+    with torch.no_grad():
+        emb = lightgcn(graph)
+    return (lambda u: lightgcn.score(emb, u)), fit
+
+
 def write_page(rows, args, share: float, fit) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     pages = Path(args.pages)
-    stem = f'slot-tradeoff-{args.dataset}'
+    stem = f'slot-tradeoff-{args.dataset}' + (
+        '-user-cf' if args.unvisited == 'user-cf' else '')
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ks = [r['k'] for r in rows]
     for key, style in (('hr@10', 'o-'), ('visited', 's--'),
@@ -157,13 +183,19 @@ def write_page(rows, args, share: float, fit) -> None:
         f'Generated by `python benchmarks/slot_tradeoff.py --dataset '
         f'{args.dataset} --split-seed {args.split_seed} --seed {args.seed}'
         + (f' --epochs {args.epochs}' if args.epochs is not None else '')
+        + (f' --unvisited user-cf --neighbours {args.neighbours}'
+           if fit is None else '')
         + '`. Validation pairs only (carved from train, split seed '
         f'{args.split_seed}); the test set is not read. Visited items '
         '(linked to the user by an auxiliary behavior in train) are '
         'ordered by the training-free re-ranker (carted first, then '
-        'smoothed buy/view conversion), unvisited ones by LightGCN on all '
-        'behaviors (the baselines config\'s settings, best validation epoch '
-        f'{fit.best_epoch}); `k` places go to unvisited items, the other '
+        'smoothed buy/view conversion), unvisited ones by '
+        + (f'user-based collaborative filtering (the purchases of the '
+           f'{args.neighbours} users with the most similar purchases, by '
+           f'cosine; no training)' if fit is None else
+           f'LightGCN on all behaviors (the baselines config\'s settings, '
+           f'best validation epoch {fit.best_epoch})')
+        + '; `k` places go to unvisited items, the other '
         '`10 - k` to visited ones (unvisited items fill the list of a user '
         'with fewer visited ones); train purchases are never listed, and '
         'ties are pessimistic (the validation item comes after every item '

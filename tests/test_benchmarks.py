@@ -185,3 +185,73 @@ def test_explore_rerank_scores_every_variant_on_both_graphs(monkeypatch,
     # The re-ranker learns synthetic's visited signal (first stage ~0.1).
     ndcg = [float(line.split('ndcg@10 ')[1].split()[0]) for line in lines]
     assert min(ndcg[4:]) > 2 * max(ndcg[:2])
+
+
+def test_slot_tradeoff_with_user_cf(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    for name in ('slot_tradeoff', 'explore_signals'):
+        sys.modules.pop(name, None)
+    import slot_tradeoff
+    slot_tradeoff.main(['--dataset', 'synthetic', '--unvisited', 'user-cf',
+                        '--neighbours', '20', '--pages', str(tmp_path)])
+    page = (tmp_path / 'slot-tradeoff-synthetic-user-cf.md').read_text()
+    assert '--unvisited user-cf --neighbours 20' in page
+    rows = [line.split(' | ') for line in page.splitlines()
+            if line.startswith('| ') and line[2].isdigit()]
+    assert [int(r[0][2:]) for r in rows] == list(range(11))
+    # All ten places to unvisited items: no visited validation item is hit.
+    assert float(rows[-1][2]) == 0.0
+
+
+def test_explore_signals_cf_scores_match_dense_formulas(monkeypatch):
+    import torch
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop('explore_signals', None)
+    import explore_signals
+
+    from graphrec.cli import load_data
+    data = load_data('synthetic', split_seed=0)
+    U, n_items = data.num_users, data.num_items
+    cf = explore_signals.CFScores(data)
+
+    def dense(b):
+        m = torch.zeros(U, n_items)
+        m[data.train[b][0], data.train[b][1]] = 1.0
+        return m
+
+    Y, user = dense(data.target), torch.arange(0, U, 3)
+    for x in data.behaviors:
+        X = dense(x)
+        nx, ny = X.sum(0).clamp(min=1), Y.sum(0).clamp(min=1)
+        S = (X.t() @ Y) / (nx.sqrt()[:, None] * ny.sqrt()[None])
+        S.fill_diagonal_(0)  # the item itself left out
+        expect = X[user] @ S / X[user].sum(1, keepdim=True).clamp(min=1)
+        assert torch.allclose(cf.item(x, user), expect, atol=1e-5)
+        # Every other user as a neighbour (no ties to break).
+        n = X.sum(1).clamp(min=1)
+        W = X[user] @ X.t() / (n[user].sqrt()[:, None] * n.sqrt()[None])
+        W[torch.arange(user.numel()), user] = 0
+        assert torch.allclose(cf.user(x, U - 1, user), W @ Y, atol=1e-4)
+        # k = 1: only the nearest user weighs in (a user whose nearest one
+        # is not tied).
+        top = W.topk(2, dim=1).values
+        r = int(torch.nonzero(top[:, 0] > top[:, 1] + 1e-4)[0])
+        best = W[r].argmax()
+        assert torch.allclose(cf.user(x, 1, user[r:r + 1])[0],
+                              W[r, best] * Y[best], atol=1e-5)
+
+
+def test_explore_signals_page(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop('explore_signals', None)
+    import explore_signals
+    explore_signals.main(['--dataset', 'synthetic', '--epochs', '2',
+                          '--rerank-seeds', '0', '--neighbours', '20',
+                          '--pages', str(tmp_path)])
+    page = (tmp_path / 'signals-synthetic.md').read_text()
+    rows = [line for line in page.splitlines() if line.startswith('| ')
+            and not line.startswith('| ranker') and '---' not in line
+            and not line.startswith('| features')]
+    # 2 + 3 item-based + 2 user-based rankers; 4 feature sets.
+    assert len(rows) == 7 + 4
+    assert 'the test set is not read' in page
