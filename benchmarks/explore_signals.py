@@ -2,7 +2,7 @@
 
     python benchmarks/explore_signals.py --dataset tmall --threads 2
 
-Two checks, on the validation pairs only (split seed 0; the test set is
+Three checks, on the validation pairs only (split seed 0; the test set is
 never read):
 
 1. **Unvisited items with all ten places.** Each user's visited items (linked
@@ -20,6 +20,10 @@ never read):
    (``ListwiseReranker``, the settings of ``RerankConfig``) is cross-fitted
    over two user folds of the validation pairs, as the ``valid`` figure of a
    re-ranked run, with and without them, for two re-ranker seeds.
+3. **Places for unvisited items with the re-ranker's order.** The top 10 of
+   ``benchmarks/slot_tradeoff.py`` with the visited items ordered by the
+   cross-fitted re-ranker of check 2 and the unvisited ones by the best
+   ranker of check 1: what the unvisited target costs the learned system.
 
 The first stage is the selected full model (``causal_cascade-sel`` of
 ``benchmarks/configs/full.json``), trained on train minus the validation
@@ -206,9 +210,9 @@ def rerank_check(dataset, graph, model, cf, args):
         match = (c.item == i[:, None]) & c.valid
         target = torch.where(match.any(1), match.float().argmax(1),
                              torch.full_like(i, -1))
-        chunks.append([u, c.features, extra, c.valid, target])
+        chunks.append([u, c.features, extra, c.valid, target, c.item])
     # log(1 + s / mean), as the visited pairs' CF features
-    mean = torch.cat([e[v] for _, _, e, v, _ in chunks]).mean(0)
+    mean = torch.cat([c[2][c[3]] for c in chunks]).mean(0)
     for c in chunks:
         c[2] = torch.log1p(c[2].clamp(min=0) / mean.clamp(min=1e-12)) \
             * c[3].unsqueeze(-1)
@@ -217,27 +221,73 @@ def rerank_check(dataset, graph, model, cf, args):
             [n for n in names if n.startswith('item_cf')],
             '+ user-based CF': [n for n in names if n.startswith('user_cf')],
             '+ both': names}
-    rows = []
+    rows, base_scores = [], None
     for arm, extra in arms.items():
         cols = [names.index(n) for n in extra]
-        figures = [cross_fit(chunks, cols, config, seed, dataset.num_users)
-                   for seed in args.rerank_seeds]
+        figures = []
+        for seed in args.rerank_seeds:
+            fig, scores = cross_fit(chunks, cols, config, seed,
+                                    dataset.num_users)
+            figures.append(fig)
+            if base_scores is None:
+                base_scores = scores
         fig = torch.tensor(figures).mean(0).tolist()
         rows.append((arm, *fig, figures))
         print(f'{arm:<52} HR@10 {fig[0]:.4f} NDCG@10 {fig[1]:.4f} '
               f'(per seed {[round(f[1], 4) for f in figures]})', flush=True)
     coverage = sum(int((c[4] >= 0).sum()) for c in chunks) / users.numel()
-    return coverage, rows
+    candidates = [(c[0], c[5], c[3]) for c in chunks]
+    return coverage, rows, (candidates, base_scores)
+
+
+def slot_check(dataset, graph, cf, items_and_scores, args):
+    r"""The top 10 of ``benchmarks/slot_tradeoff.py`` with the visited items
+    in the re-ranker's (cross-fitted) order and the unvisited ones by
+    user-based CF on purchases: HR@10 overall / visited / unvisited for
+    every number of places given to unvisited items."""
+    from slot_tradeoff import pessimistic_hits
+
+    from graphrec.nn.visited import VisitLinks
+    links = VisitLinks(graph, dataset.auxiliary)
+    candidates, scores = items_and_scores
+    target = dataset.train[dataset.target]
+    bought_keys = target[0] * dataset.num_items + target[1]
+    ks = list(range(11))
+    hits, seen = [], []
+    _, truth = dataset.valid
+    offset = 0
+    for (user, item, valid), score in zip(candidates, scores):
+        i = truth[offset:offset + user.numel()]
+        offset += user.numel()
+        visited = links.dense(user).amax(-1) > 0
+        every = torch.arange(dataset.num_items)
+        bought = torch.isin(user[:, None] * dataset.num_items + every,
+                            bought_keys)
+        # Every visited, not bought item is a candidate, so has a score.
+        ranked = torch.full(visited.shape, float('-inf')).scatter_(
+            1, item, score.masked_fill(~valid, float('-inf')))
+        new = cf.user(dataset.target, args.neighbours[-1], user)
+        hits.append(pessimistic_hits(ranked, new, visited, bought, i, ks))
+        seen.append(visited[torch.arange(user.numel()), i])
+    hits, seen = torch.cat(hits, 1).float(), torch.cat(seen)
+    rows = [(k, hits[k].mean().item(), hits[k][seen].mean().item(),
+             hits[k][~seen].mean().item()) for k in ks]
+    for row in rows:
+        print('places {} HR@10 {:.4f} visited {:.4f} unvisited {:.4f}'
+              .format(*row), flush=True)
+    return rows
 
 
 def cross_fit(chunks, cols, config, seed, num_users):
     r"""HR@10 and NDCG@10 of a re-ranker cross-fitted over two user folds
-    (a validation item outside its user's candidates is a miss)."""
+    (a validation item outside its user's candidates is a miss), and its
+    cross-fitted scores of every chunk's candidates."""
     gen = torch.Generator().manual_seed(seed)
     fold = torch.randint(2, (num_users, ), generator=gen)
     data = [(torch.cat([f, e[..., cols]], -1), v, t, fold[u])
-            for u, f, e, v, t in chunks]
+            for u, f, e, v, t, _ in chunks]
     total = torch.zeros(2)
+    scores = [torch.zeros(v.shape) for _, v, _, _ in data]
     for held in (0, 1):
         fit = [(f[k], v[k], t[k]) for f, v, t, fo in data
                for k in [(fo != held) & (t >= 0)]]
@@ -259,14 +309,15 @@ def cross_fit(chunks, cols, config, seed, num_users):
                     loss.backward()
                     opt.step()
         with torch.no_grad():
-            for f, v, t, fo in data:
+            for (f, v, t, fo), out in zip(data, scores):
                 k = fo == held
-                m = rank_metrics(net(f[k]), t[k].clamp(min=0), v[k])
+                out[k] = net(f[k])
+                m = rank_metrics(out[k], t[k].clamp(min=0), v[k])
                 total += (m * (t[k] >= 0)).sum(1)
-    return (total / sum(int(d[2].numel()) for d in data)).tolist()
+    return (total / sum(int(d[2].numel()) for d in data)).tolist(), scores
 
 
-def write_page(args, n_new, unvisited, coverage, rerank, seconds):
+def write_page(args, n_new, unvisited, coverage, rerank, slots, seconds):
     command = (f'python benchmarks/explore_signals.py --dataset '
                f'{args.dataset} --threads {args.threads}')
     lines = [
@@ -293,6 +344,19 @@ def write_page(args, n_new, unvisited, coverage, rerank, seconds):
     lines += [f'| {n} | {h:.4f} | {d:.4f} | '
               f'{", ".join(f"{f[1]:.4f}" for f in per)} |'
               for n, h, d, per in rerank]
+    lines += [
+        '', '## Places for unvisited items, visited ones in the re-ranker\'s '
+        'order', '',
+        f'As `benchmarks/slot_tradeoff.py`, but the visited items are '
+        f'ordered by the re-ranker (the first row above, seed '
+        f'{args.rerank_seeds[0]}, cross-fitted) and the unvisited ones by '
+        f'user-based CF on purchases (k = {args.neighbours[-1]}); `k` '
+        f'places of the top 10 go to unvisited items (more where a user has '
+        f'fewer visited ones), ties pessimistic.', '',
+        '| k | HR@10 | visited HR@10 | unvisited HR@10 |',
+        '|---|---|---|---|']
+    lines += [f'| {k} | {h:.4f} | {v:.4f} | {n:.4f} |'
+              for k, h, v, n in slots]
     path = Path(args.pages) / f'signals-{args.dataset}.md'
     path.write_text('\n'.join(lines) + '\n')
     print(f'wrote {path}')
@@ -326,8 +390,11 @@ def main(argv=None):
     cf = CFScores(dataset)
     with torch.no_grad():
         n_new, unvisited = unvisited_check(dataset, graph, model, cf, args)
-    coverage, rerank = rerank_check(dataset, graph, model, cf, args)
-    write_page(args, n_new, unvisited, coverage, rerank, time.time() - start)
+    coverage, rerank, scored = rerank_check(dataset, graph, model, cf, args)
+    with torch.no_grad():
+        slots = slot_check(dataset, graph, cf, scored, args)
+    write_page(args, n_new, unvisited, coverage, rerank, slots,
+               time.time() - start)
 
 
 if __name__ == '__main__':

@@ -249,9 +249,14 @@ def test_explore_signals_page(monkeypatch, tmp_path):
                           '--rerank-seeds', '0', '--neighbours', '20',
                           '--pages', str(tmp_path)])
     page = (tmp_path / 'signals-synthetic.md').read_text()
-    rows = [line for line in page.splitlines() if line.startswith('| ')
-            and not line.startswith('| ranker') and '---' not in line
-            and not line.startswith('| features')]
-    # 2 + 3 item-based + 2 user-based rankers; 4 feature sets.
-    assert len(rows) == 7 + 4
+    rows = [line.strip('| ').split(' | ') for line in page.splitlines()
+            if line.startswith('| ') and '---' not in line
+            and not line.startswith(('| ranker', '| features', '| k |'))]
+    # 2 + 3 item-based + 2 user-based rankers; 4 feature sets; k = 0..10.
+    assert len(rows) == 7 + 4 + 11
     assert 'the test set is not read' in page
+    # All ten places to unvisited items: no visited item is hit, and the
+    # unvisited ones get what user-based CF on purchases gets alone.
+    alone = dict((r[0], r[1]) for r in rows[:7])['user-based CF, buy, k = 20']
+    assert rows[-1][0] == '10' and float(rows[-1][2]) == 0.0
+    assert rows[-1][3] == alone
