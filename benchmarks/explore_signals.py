@@ -252,6 +252,7 @@ def slot_check(dataset, graph, cf, items_and_scores, args):
     candidates, scores = items_and_scores
     target = dataset.train[dataset.target]
     bought_keys = target[0] * dataset.num_items + target[1]
+    pop = cf.n_item[dataset.target]
     ks = list(range(11))
     hits, seen = [], []
     _, truth = dataset.valid
@@ -266,7 +267,9 @@ def slot_check(dataset, graph, cf, items_and_scores, args):
         # Every visited, not bought item is a candidate, so has a score.
         ranked = torch.full(visited.shape, float('-inf')).scatter_(
             1, item, score.masked_fill(~valid, float('-inf')))
-        new = cf.user(dataset.target, args.neighbours[-1], user)
+        # as in check 1: popularity breaks the ties of the CF scores
+        new = cf.user(dataset.target, args.neighbours[-1], user) \
+            + 1e-6 * pop / pop.max()
         hits.append(pessimistic_hits(ranked, new, visited, bought, i, ks))
         seen.append(visited[torch.arange(user.numel()), i])
     hits, seen = torch.cat(hits, 1).float(), torch.cat(seen)
