@@ -29,8 +29,9 @@ The first stage is the selected full model (``causal_cascade-sel`` of
 ``benchmarks/configs/full.json``), trained on train minus the validation
 pairs with early stopping on them, as in a re-ranked run. CF scores into the
 target need no leave-one-out: a candidate is never a train purchase of its
-user. Writes docs/results/signals-<dataset>.md. About 15 minutes on tmall at
-two threads; ``--checkpoint PATH`` keeps the first stage between runs.
+user. Writes docs/results/signals-<dataset>.md. About 10 minutes on tmall at
+two threads, 2 of them training the first stage; ``--checkpoint PATH`` keeps
+the first stage between runs.
 """
 import argparse
 import time
