@@ -6,7 +6,11 @@ from typing import Any, Callable, Dict
 
 from graphrec.models.base import Recommender, mask_pairs_
 from graphrec.models.full import FULL_ABLATIONS, CausalCascade
-from graphrec.models.heuristic import AuxiliaryReranker, ItemPopularity
+from graphrec.models.heuristic import (
+    AuxiliaryReranker,
+    ItemPopularity,
+    UserKNN,
+)
 from graphrec.models.mf import MF, LightGCN
 from graphrec.models.multi import CRGCN, MBCGCN, NMTR, MultiBehaviorRecommender
 from graphrec.models.plugins import PluginRecommender
@@ -15,6 +19,7 @@ from graphrec.models.plugins import PluginRecommender
 MODELS: Dict[str, Callable[..., Recommender]] = {
     'pop': ItemPopularity,
     'reranker': AuxiliaryReranker,
+    'userknn': UserKNN,
     'mf': MF,
     'lightgcn': LightGCN,
     'multi': MultiBehaviorRecommender,
@@ -83,5 +88,6 @@ def build_model(name: str, num_users: int, num_items: int,
 __all__ = ['MODELS', 'ABLATIONS', 'register_model', 'build_model',
            'Recommender', 'MF', 'LightGCN', 'ItemPopularity',
            'MultiBehaviorRecommender', 'NMTR', 'MBCGCN', 'CRGCN',
-           'AuxiliaryReranker', 'PluginRecommender', 'CausalCascade',
+           'AuxiliaryReranker', 'UserKNN', 'PluginRecommender',
+           'CausalCascade',
            'mask_pairs_']

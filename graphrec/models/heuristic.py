@@ -1,4 +1,6 @@
-"""Recommenders with no training: popularity and an auxiliary re-ranker."""
+"""Recommenders with no training: popularity, an auxiliary re-ranker and
+user-based collaborative filtering.
+"""
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Union
@@ -179,3 +181,91 @@ class AuxiliaryReranker(Recommender):
         return (f'{super().extra_repr()}, prior={self.prior!r}, '
                 f'strength={self.strength!r}')
 
+
+
+class UserKNN(Recommender):
+    r"""User-based collaborative filtering (no training): a user's score for
+    an item sums the target interactions of her :obj:`k` most similar
+    users,
+
+    .. math::
+        s_{ui} = \sum_{v \in N_k(u)} \cos(x_u, x_v)\, y_{vi},
+        \qquad \cos(x_u, x_v) = \frac{|x_u \cap x_v|}
+        {\sqrt{|x_u|\,|x_v|}},
+
+    with :math:`x_u` the set of items :math:`u` interacted with in
+    :obj:`behaviors` (binary), :math:`N_k(u)` the :math:`k` users
+    :math:`v \neq u` with the largest cosine and :math:`y_{vi}` whether
+    :math:`v` did the target on :math:`i`. Ties in the scores are left to
+    the evaluator (pessimistic there).
+
+    Scoring a chunk of :math:`B` users costs two sparse-dense products
+    (:math:`X x_B^\top`, then :math:`Y^\top W`) and a top-:math:`k` over
+    :obj:`[U, B]`: no user-user or item-item matrix is formed.
+
+    Args:
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        behaviors (str or Sequence[str]): The behaviors that make up
+            :math:`x_u`: names, :obj:`'target'` or :obj:`'all'`.
+            (default: :obj:`'all'`)
+        k (int): Neighbours per user. (default: :obj:`100`)
+    """
+    trainable = False
+    decomposable = False
+
+    def __init__(self, num_users: int, num_items: int,
+                 behaviors: Union[str, Sequence[str]] = 'all', k: int = 100):
+        super().__init__(num_users, num_items)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"'k' must be an int >= 1 (got {k!r})")
+        self.behaviors, self.k = behaviors, k
+
+    def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
+        r"""The binary user-item matrix :math:`X` of :obj:`behaviors`
+        (:obj:`'x'`, sparse :obj:`[U, I]`), the target's transpose
+        :obj:`'y_t'` (sparse :obj:`[I, U]`) and the users' inverse square
+        root degrees :obj:`'inv_norm'` :obj:`[U]`.
+        """
+        x = graph.edge_index(self.behaviors)
+        y = graph.edge_index(graph.target)
+        n_users, n_items = self.num_users, self.num_items
+
+        def binary(index, shape):
+            key = torch.unique(index[0].long() * shape[1] + index[1].long())
+            pairs = torch.stack([key // shape[1], key % shape[1]])
+            return torch.sparse_coo_tensor(
+                pairs, torch.ones(key.numel(), device=key.device), shape,
+                check_invariants=False).coalesce()
+
+        X = binary(x, (n_users, n_items))
+        degree = torch.zeros(n_users, device=graph.device).index_add_(
+            0, X.indices()[0], X.values())
+        return {'x': X, 'y_t': binary(y.flip(0), (n_items, n_users)),
+                'inv_norm': degree.clamp(min=1).rsqrt()}
+
+    def score(self, emb: Dict[str, Tensor], user_index: Tensor,
+              item_index: Optional[Tensor] = None) -> Tensor:
+        r"""Scores of users :obj:`[B]` for all items :obj:`[B, I]`, or for
+        the given items :obj:`[B]` or :obj:`[B, K]`.
+        """
+        X, inv = emb['x'], emb['inv_norm']
+        user = user_index.to(inv.device)
+        rows = X.index_select(0, user).to_dense()           # [B, I]
+        sim = torch.sparse.mm(X, rows.t())                   # [U, B]
+        sim = sim * inv[:, None] * inv[user][None]
+        sim[user, torch.arange(user.numel(), device=sim.device)] = 0.0
+        k = min(self.k, max(self.num_users - 1, 1))
+        value, index = sim.topk(k, dim=0)
+        weight = torch.zeros_like(sim).scatter_(0, index, value)
+        scores = torch.sparse.mm(emb['y_t'], weight).t()     # [B, I]
+        if item_index is None:
+            return scores
+        if item_index.dim() == 1:
+            return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
+        return scores.gather(1, item_index)
+
+    def extra_repr(self) -> str:
+        r"""Adds the behaviors and :math:`k` to the base representation."""
+        return (f'{super().extra_repr()}, behaviors={self.behaviors!r}, '
+                f'k={self.k}')

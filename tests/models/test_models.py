@@ -9,6 +9,7 @@ from graphrec.models import (
     AuxiliaryReranker,
     ItemPopularity,
     LightGCN,
+    UserKNN,
     build_model,
 )
 from graphrec.testing import DEVICES
@@ -163,6 +164,64 @@ def test_reranker_orders_by_strength_recency_then_prior():
     assert scores[0].argsort(descending=True).tolist() == [1, 0, 2, 3, 4]
     with pytest.raises(ValueError, match="'strength' must be one of"):
         AuxiliaryReranker(2, 5, strength='loud')
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_userknn_by_hand(tiny, device):
+    graph = BehaviorGraph.from_dataset(tiny).to(device)
+    # Item sets over all behaviors: u0 {0, 1}, u1 {1, 2}, u2 {0, 3};
+    # cos(u0, u1) = cos(u0, u2) = 1/2, cos(u1, u2) = 0. Buys: u0-i1,
+    # u1-i2, u2-i0.
+    model = build_model('userknn', 3, 4, k=2).to(device)
+    users = torch.tensor([0, 1, 2], device=device)
+    scores = model.score(model(graph), users)
+    assert torch.allclose(scores.cpu(), torch.tensor(
+        [[0.5, 0.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0]]))
+    pairs = model.score(model(graph), users, torch.tensor([0, 1, 3],
+                                                          device=device))
+    assert torch.allclose(pairs.cpu(), torch.tensor([0.5, 0.5, 0.0]))
+    # One neighbour: u1's nearest is u0 (u2 shares nothing with her).
+    one = UserKNN(3, 4, k=1)
+    assert torch.allclose(one.score(one(graph.to('cpu')), torch.tensor([1])),
+                          torch.tensor([[0.0, 0.5, 0.0, 0.0]]))
+    # Similar by purchases only: nobody bought what another bought.
+    buys = UserKNN(3, 4, behaviors='target')
+    assert buys.score(buys(graph.to('cpu')), torch.tensor([0, 1])).abs(
+    ).sum() == 0
+    with pytest.raises(ValueError, match="'k' must be an int >= 1"):
+        UserKNN(3, 4, k=0)
+    assert 'k=2' in repr(model)
+
+
+def test_userknn_matches_dense_formula():
+    data = make_synthetic(num_users=60, num_items=40, seed=3)
+    graph = BehaviorGraph.from_dataset(data)
+    U, n_items = data.num_users, data.num_items
+
+    def dense(names):
+        m = torch.zeros(U, n_items)
+        for b in names:
+            m[data.train[b][0], data.train[b][1]] = 1.0
+        return m
+
+    X, Y = dense(data.behaviors[:1]), dense([data.target])
+    n = X.sum(1).clamp(min=1)
+    sim = X @ X.t() / (n.sqrt()[:, None] * n.sqrt()[None])
+    sim.fill_diagonal_(0)
+    model = UserKNN(U, n_items, behaviors=data.behaviors[0], k=U)
+    users = torch.arange(0, U, 2)
+    got = model.score(model(graph), users)
+    assert torch.allclose(got, sim[users] @ Y, atol=1e-5)
+    # k = 5: the five most similar users, where the fifth is not tied
+    # with the sixth.
+    value, index = sim[users].topk(6, dim=1)
+    clear = value[:, 4] > value[:, 5] + 1e-6
+    assert int(clear.sum()) >= 5
+    weight = torch.zeros(users.numel(), U).scatter_(1, index[:, :5],
+                                                    value[:, :5])
+    model = UserKNN(U, n_items, behaviors=data.behaviors[0], k=5)
+    got = model.score(model(graph), users)
+    assert torch.allclose(got[clear], (weight @ Y)[clear], atol=1e-5)
 
 
 @pytest.mark.parametrize('device', DEVICES)
