@@ -223,9 +223,9 @@ class UserKNN(Recommender):
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
         r"""The binary user-item matrix :math:`X` of :obj:`behaviors`
-        (:obj:`'x'`, sparse :obj:`[U, I]`), the target's transpose
-        :obj:`'y_t'` (sparse :obj:`[I, U]`) and the users' inverse square
-        root degrees :obj:`'inv_norm'` :obj:`[U]`.
+        (:obj:`'x'` sparse COO and :obj:`'x_csr'` CSR, :obj:`[U, I]`), the
+        target's transpose :obj:`'y_t'` (CSR :obj:`[I, U]`) and the users'
+        inverse square root degrees :obj:`'inv_norm'` :obj:`[U]`.
         """
         x = graph.edge_index(self.behaviors)
         y = graph.edge_index(graph.target)
@@ -241,7 +241,10 @@ class UserKNN(Recommender):
         X = binary(x, (n_users, n_items))
         degree = torch.zeros(n_users, device=graph.device).index_add_(
             0, X.indices()[0], X.values())
-        return {'x': X, 'y_t': binary(y.flip(0), (n_items, n_users)),
+        # CSR for the products (about 20x faster than COO on CPU), COO to
+        # pick rows.
+        return {'x': X, 'x_csr': X.to_sparse_csr(),
+                'y_t': binary(y.flip(0), (n_items, n_users)).to_sparse_csr(),
                 'inv_norm': degree.clamp(min=1).rsqrt()}
 
     def score(self, emb: Dict[str, Tensor], user_index: Tensor,
@@ -252,13 +255,13 @@ class UserKNN(Recommender):
         X, inv = emb['x'], emb['inv_norm']
         user = user_index.to(inv.device)
         rows = X.index_select(0, user).to_dense()           # [B, I]
-        sim = torch.sparse.mm(X, rows.t())                   # [U, B]
+        sim = emb['x_csr'] @ rows.t()                        # [U, B]
         sim = sim * inv[:, None] * inv[user][None]
         sim[user, torch.arange(user.numel(), device=sim.device)] = 0.0
         k = min(self.k, max(self.num_users - 1, 1))
         value, index = sim.topk(k, dim=0)
         weight = torch.zeros_like(sim).scatter_(0, index, value)
-        scores = torch.sparse.mm(emb['y_t'], weight).t()     # [B, I]
+        scores = (emb['y_t'] @ weight).t()                   # [B, I]
         if item_index is None:
             return scores
         if item_index.dim() == 1:
