@@ -326,7 +326,8 @@ def propagation_vs_pyg(dataset, repeat: int):
     # The normalized symmetric adjacency as one CSR matrix, built once.
     value = adj.value
     sym = torch.sparse_coo_tensor(
-        edge_index, torch.cat([value, value]), (N, N)).coalesce()
+        edge_index, torch.cat([value, value]), (N, N),
+        check_invariants=False).coalesce()
     sym = sym.to_sparse_csr()
     conv_plain = LGConv(normalize=False)
 
