@@ -195,9 +195,10 @@ class UserKNN(Recommender):
 
     with :math:`x_u` the set of items :math:`u` interacted with in
     :obj:`behaviors` (binary), :math:`N_k(u)` the :math:`k` users
-    :math:`v \neq u` with the largest cosine and :math:`y_{vi}` whether
-    :math:`v` did the target on :math:`i`. Ties in the scores are left to
-    the evaluator (pessimistic there).
+    :math:`v \neq u` with the largest cosine (ties at the :math:`k`-th
+    broken by user id, the lower first, on every device) and
+    :math:`y_{vi}` whether :math:`v` did the target on :math:`i`. Ties in
+    the scores are left to the evaluator (pessimistic there).
 
     Scoring a chunk of :math:`B` users costs two sparse-dense products
     (:math:`X x_B^\top`, then :math:`Y^\top W`) and a top-:math:`k` over
@@ -252,21 +253,40 @@ class UserKNN(Recommender):
         r"""Scores of users :obj:`[B]` for all items :obj:`[B, I]`, or for
         the given items :obj:`[B]` or :obj:`[B, K]`.
         """
-        X, inv = emb['x'], emb['inv_norm']
-        user = user_index.to(inv.device)
-        rows = X.index_select(0, user).to_dense()           # [B, I]
-        sim = emb['x_csr'] @ rows.t()                        # [U, B]
-        sim = sim * inv[:, None] * inv[user][None]
-        sim[user, torch.arange(user.numel(), device=sim.device)] = 0.0
-        k = min(self.k, max(self.num_users - 1, 1))
-        value, index = sim.topk(k, dim=0)
-        weight = torch.zeros_like(sim).scatter_(0, index, value)
-        scores = (emb['y_t'] @ weight).t()                   # [B, I]
+        inv = emb['inv_norm']
+        user = user_index.to(inv.device, torch.long)
+        # The [U, b] similarities of a sub-chunk stay within a fixed budget
+        # whatever chunk the caller passes.
+        step = max(1, self.memory_budget // max(self.num_users, 1))
+        scores = torch.cat([self._score_chunk(emb, user[s:s + step])
+                            for s in range(0, user.numel(), step)]) \
+            if user.numel() else inv.new_zeros(0, self.num_items)
         if item_index is None:
             return scores
+        item_index = item_index.to(scores.device, torch.long)
         if item_index.dim() == 1:
             return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
         return scores.gather(1, item_index)
+
+    #: Most similarity entries :math:`U \cdot b` computed at once.
+    memory_budget: int = 1 << 25
+
+    def _score_chunk(self, emb: Dict[str, Tensor], user: Tensor) -> Tensor:
+        inv = emb['inv_norm']
+        rows = emb['x'].index_select(0, user).to_dense()    # [b, I]
+        sim = emb['x_csr'] @ rows.t()                        # [U, b]
+        sim = sim * inv[:, None] * inv[user][None]
+        sim[user, torch.arange(user.numel(), device=sim.device)] = 0.0
+        k = min(self.k, max(self.num_users - 1, 1))
+        # Everyone above the k-th largest similarity, then the users tied
+        # with it by id (the lower first) until k: the same on every device.
+        kth = sim.topk(k, dim=0).values[-1:]                 # [1, b]
+        above = sim > kth
+        tied = sim == kth
+        room = k - above.sum(0, keepdim=True)
+        keep = above | (tied & (tied.cumsum(0) <= room))
+        weight = sim * keep
+        return (emb['y_t'] @ weight).t()                     # [b, I]
 
     def extra_repr(self) -> str:
         r"""Adds the behaviors and :math:`k` to the base representation."""

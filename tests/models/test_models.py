@@ -180,10 +180,22 @@ def test_userknn_by_hand(tiny, device):
     pairs = model.score(model(graph), users, torch.tensor([0, 1, 3],
                                                           device=device))
     assert torch.allclose(pairs.cpu(), torch.tensor([0.5, 0.5, 0.0]))
-    # One neighbour: u1's nearest is u0 (u2 shares nothing with her).
+    items = torch.tensor([[0, 2], [1, 3], [3, 1]], device=device)
+    assert torch.allclose(model.score(model(graph), users, items),
+                          scores.gather(1, items))
+    # One neighbour: u1's nearest is u0 (u2 shares nothing with her); u0's
+    # two are tied at 1/2, and the lower id (u1, who bought i2) is taken.
     one = UserKNN(3, 4, k=1)
-    assert torch.allclose(one.score(one(graph.to('cpu')), torch.tensor([1])),
-                          torch.tensor([[0.0, 0.5, 0.0, 0.0]]))
+    assert torch.allclose(one.score(one(graph), users.int()).cpu(),
+                          torch.tensor([[0.0, 0.0, 0.5, 0.0],
+                                        [0.0, 0.5, 0.0, 0.0],
+                                        [0.0, 0.5, 0.0, 0.0]]))
+    # A repeated edge counts once.
+    twice = BehaviorGraph(3, 4, {
+        'view': torch.cat([tiny.train['view'], tiny.train['view'][:, :1]],
+                          1),
+        'buy': tiny.train['buy']}, ('view', 'buy')).to(device)
+    assert torch.allclose(model.score(model(twice), users), scores)
     # Similar by purchases only: nobody bought what another bought.
     buys = UserKNN(3, 4, behaviors='target')
     assert buys.score(buys(graph.to('cpu')), torch.tensor([0, 1])).abs(
@@ -212,6 +224,8 @@ def test_userknn_matches_dense_formula():
     users = torch.arange(0, U, 2)
     got = model.score(model(graph), users)
     assert torch.allclose(got, sim[users] @ Y, atol=1e-5)
+    model.memory_budget = 3 * U  # sub-chunks of 3 users: the same scores
+    assert torch.allclose(model.score(model(graph), users), got)
     # k = 5: the five most similar users, where the fifth is not tied
     # with the sixth.
     value, index = sim[users].topk(6, dim=1)
