@@ -260,3 +260,39 @@ def test_explore_signals_page(monkeypatch, tmp_path):
     alone = dict((r[0], r[1]) for r in rows[:7])['user-based CF, buy, k = 20']
     assert rows[-1][0] == '10' and float(rows[-1][2]) == 0.0
     assert rows[-1][3] == alone
+
+
+def test_explore_signals_ranks_ties_pessimistically_and_cross_fits(
+        monkeypatch):
+    import torch
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop('explore_signals', None)
+    import explore_signals
+
+    from graphrec.train import RerankConfig
+    # The truth (item 1) ties with item 2: it goes after it (rank 2).
+    score = torch.tensor([[3.0, 1.0, 1.0, 0.0]])
+    keep = torch.ones(1, 4, dtype=torch.bool)
+    hit, ndcg = explore_signals.rank_metrics(score, torch.tensor([1]), keep)
+    assert hit.item() == 1.0
+    assert abs(ndcg.item() - 1 / torch.log2(torch.tensor(4.0)).item()) < 1e-6
+    # Out of the ranking (keep) items do not count.
+    keep[0, 0] = False
+    _, ndcg = explore_signals.rank_metrics(score, torch.tensor([1]), keep)
+    assert abs(ndcg.item() - 1 / torch.log2(torch.tensor(3.0)).item()) < 1e-6
+
+    # A feature marks each user's truth with +1 in fold 0 and -1 in fold 1.
+    # Fitted on the other fold, the re-ranker learns the opposite sign and
+    # puts the truth last; fitted on the scored fold it would find it.
+    U, K = 400, 30
+    fold = torch.randint(2, (U, ), generator=torch.Generator().manual_seed(0))
+    truth = torch.randint(K, (U, ), generator=torch.Generator().manual_seed(1))
+    feature = torch.zeros(U, K, 1)
+    feature[torch.arange(U), truth, 0] = torch.where(fold == 0, 1.0, -1.0)
+    chunks = [[torch.arange(s, s + 100), feature[s:s + 100],
+               torch.zeros(100, K, 0), torch.ones(100, K, dtype=torch.bool),
+               truth[s:s + 100], None] for s in range(0, U, 100)]
+    (hr, _), scores = explore_signals.cross_fit(
+        chunks, [], RerankConfig(epochs=3), 0, U)
+    assert hr < 0.2
+    assert len(scores) == 4 and scores[0].shape == (100, K)
