@@ -336,10 +336,10 @@ def write_page(args, n_new, unvisited, coverage, rerank, slots, k_best,
         + (', the first stage loaded from a checkpoint of the same script'
            if args.checkpoint and Path(args.checkpoint).exists() else '')
         + '). Validation '
-        f'pairs only (carved from train, split seed 0); the test set is not '
-        f'read. The first stage is `causal_cascade-sel`, trained without '
-        f'the validation pairs (early stopping on them). See the script\'s '
-        f'docstring for the definitions.', '',
+        'pairs only (carved from train, split seed 0); the test set is not '
+        'read. The first stage is `causal_cascade-sel`, trained without '
+        'the validation pairs (early stopping on them). See the script\'s '
+        'docstring for the definitions.', '',
         f'## Unvisited items with all ten places ({n_new} validation items '
         f'the user never visited)', '',
         'Visited items and train purchases are out of the ranking, so the '
