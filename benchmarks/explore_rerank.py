@@ -34,6 +34,21 @@ from graphrec.train import RerankConfig, TrainConfig, Trainer, fit_reranker
 KEYS = ('hr@10', 'ndcg@10', 'visited/hr@10', 'unvisited/hr@10')
 
 
+def selected_first_stage(dataset, epochs: int, progress: bool = False):
+    r"""The full model as selected on validation (``causal_cascade-sel`` of
+    ``benchmarks/configs/full.json`` on tmall) and its training settings."""
+    model = build_model('causal_cascade', dataset.num_users,
+                        dataset.num_items, dataset.behaviors,
+                        embedding_dim=64, contrastive=0.0,
+                        cascade_heads=False)
+    config = TrainConfig(
+        epochs=epochs, batch_size=8192, lr=0.001, weight_decay=1e-4,
+        eval_every=1, patience=3, min_epochs=4, progress=progress,
+        hard_negative_ratio=0.5,
+        behavior_weights={b: 1.0 for b in dataset.behaviors})
+    return model, config
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--dataset', default='tmall')
@@ -50,14 +65,7 @@ def main(argv=None):
     inner = carve_validation(outer.replace(valid=None), seed=1)
     print(f'fit pairs (V2): {inner.valid.size(1)}, scored pairs (V): '
           f'{outer.valid.size(1)}', flush=True)
-    model = build_model('causal_cascade', outer.num_users, outer.num_items,
-                        outer.behaviors, embedding_dim=64, contrastive=0.0,
-                        cascade_heads=False)
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=8192, lr=0.001, weight_decay=1e-4,
-        eval_every=1, patience=3, min_epochs=4, progress=False,
-        hard_negative_ratio=0.5,
-        behavior_weights={b: 1.0 for b in outer.behaviors})
+    model, config = selected_first_stage(outer, args.epochs)
     start = time.time()
     trainer = Trainer(model, inner, config)
     fit = trainer.fit()

@@ -42,9 +42,9 @@ import torch.nn.functional as F
 
 from graphrec.cli import load_data
 from graphrec.data.graph import BehaviorGraph
-from graphrec.models import UserKNN, build_model
+from graphrec.models import UserKNN
 from graphrec.nn.rerank import CandidateFeatures, ListwiseReranker
-from graphrec.train import RerankConfig, TrainConfig, Trainer
+from graphrec.train import RerankConfig, Trainer
 from graphrec.train.experiment import seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,20 +131,13 @@ def rank_metrics(score: torch.Tensor, truth: torch.Tensor,
 
 
 def first_stage(args, dataset):
-    model = build_model('causal_cascade', dataset.num_users,
-                        dataset.num_items, dataset.behaviors,
-                        embedding_dim=64, contrastive=0.0,
-                        cascade_heads=False)
+    from explore_rerank import selected_first_stage
+    model, config = selected_first_stage(dataset, args.epochs, progress=True)
     path = Path(args.checkpoint) if args.checkpoint else None
     if path is not None and path.exists():
         model.load_state_dict(torch.load(path))
         print(f'first stage loaded from {path}', flush=True)
         return model.eval()
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=8192, lr=0.001, weight_decay=1e-4,
-        eval_every=1, patience=3, min_epochs=4, progress=True,
-        hard_negative_ratio=0.5,
-        behavior_weights={b: 1.0 for b in dataset.behaviors})
     start = time.time()
     fit = Trainer(model, dataset, config).fit()
     print(f'first stage: {time.time() - start:.0f} s, best epoch '
