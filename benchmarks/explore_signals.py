@@ -367,6 +367,7 @@ def write_page(args, n_new, unvisited, coverage, rerank, slots, k_best,
     lines += [f'| {k} | {h:.4f} | {v:.4f} | {n:.4f} |'
               for k, h, v, n in slots]
     path = Path(args.pages) / f'signals-{args.dataset}.md'
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('\n'.join(lines) + '\n')
     print(f'wrote {path}')
 

@@ -164,6 +164,7 @@ def write_page(rows, args, share: float, fit) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     pages = Path(args.pages)
+    pages.mkdir(parents=True, exist_ok=True)
     stem = f'slot-tradeoff-{args.dataset}' + (
         '-user-cf' if args.unvisited == 'user-cf' else '')
     fig, ax = plt.subplots(figsize=(6, 3.6))

@@ -247,8 +247,8 @@ def test_explore_signals_page(monkeypatch, tmp_path):
     import explore_signals
     explore_signals.main(['--dataset', 'synthetic', '--epochs', '2',
                           '--rerank-seeds', '0', '--neighbours', '20',
-                          '--pages', str(tmp_path)])
-    page = (tmp_path / 'signals-synthetic.md').read_text()
+                          '--pages', str(tmp_path / 'new')])
+    page = (tmp_path / 'new' / 'signals-synthetic.md').read_text()
     rows = [line.strip('| ').split(' | ') for line in page.splitlines()
             if line.startswith('| ') and '---' not in line
             and not line.startswith(('| ranker', '| features', '| k |'))]
