@@ -22,7 +22,9 @@ stage, and describes each by
   smoothed conversion rates),
 * the pair statistics of :func:`pair_statistics` (item-based collaborative
   filtering from the user's history; zero for unvisited pairs),
-* the user's log degree per behavior and log number of visited candidates.
+* the user's log degree per behavior and log number of visited candidates,
+* with :obj:`neighbours`, the user-based collaborative-filtering score of
+  :class:`~graphrec.models.UserKNN` over the user's best one (0 to 1).
 
 :class:`ListwiseReranker` scores them (a linear term plus an MLP, on
 standardised features) and is fitted with a softmax over each user's
@@ -50,9 +52,11 @@ __all__ = ['Candidates', 'CandidateFeatures', 'ListwiseReranker',
            'RerankedScores', 'candidate_feature_names']
 
 
-def candidate_feature_names(behaviors: Sequence[str]) -> List[str]:
+def candidate_feature_names(behaviors: Sequence[str],
+                            neighbours: int = 0) -> List[str]:
     r"""The names of the features of :class:`CandidateFeatures` for
-    behaviors in cascade order, target last.
+    behaviors in cascade order, target last (and :obj:`neighbours` > 0
+    for the user-based CF feature).
     """
     b = tuple(behaviors)
     aux, tgt = b[:-1], b[-1]
@@ -62,14 +66,16 @@ def candidate_feature_names(behaviors: Sequence[str]) -> List[str]:
             + [f'item_conversion_{a}' for a in aux]
             + [f'pair_cf_{x}_{tgt}' for x in b]
             + [f'pair_cf_{a}_{a}' for a in aux]
-            + [f'user_log_{x}' for x in b] + ['user_log_candidates'])
+            + [f'user_log_{x}' for x in b] + ['user_log_candidates']
+            + (['user_cf'] if neighbours else []))
 
 
-def check_drop(drop: Sequence[str], behaviors: Sequence[str]) -> None:
+def check_drop(drop: Sequence[str], behaviors: Sequence[str],
+               neighbours: int = 0) -> None:
     r"""Raises a :class:`ValueError` if a prefix of :obj:`drop` names no
     feature of :func:`candidate_feature_names`.
     """
-    names = candidate_feature_names(behaviors)
+    names = candidate_feature_names(behaviors, neighbours)
     unknown = [p for p in drop if not any(n.startswith(p) for n in names)]
     if unknown:
         raise ValueError(f"'drop' names no feature: {unknown} (the "
@@ -111,10 +117,16 @@ class CandidateFeatures:
         drop (Sequence[str]): Features set to zero, by name prefix of
             :meth:`feature_names` (e.g. :obj:`['pair_cf']`), for ablations.
             (default: none)
+        neighbours (int): With :math:`k > 0`, user-based collaborative
+            filtering (:class:`~graphrec.models.UserKNN` over every
+            behavior, :math:`k` neighbours) adds its :obj:`num_unvisited`
+            best unvisited items to the candidates (before the first
+            stage's) and its score to the features. (default: :obj:`0`)
     """
     def __init__(self, graph: BehaviorGraph,
                  score_fn: Callable[[Tensor], Tensor],
-                 num_unvisited: int = 100, drop: Sequence[str] = ()):
+                 num_unvisited: int = 100, drop: Sequence[str] = (),
+                 neighbours: int = 0):
         if not isinstance(graph, BehaviorGraph):
             raise TypeError(f"'graph' must be a BehaviorGraph "
                             f"(got {type(graph).__name__})")
@@ -128,8 +140,19 @@ class CandidateFeatures:
         if len(graph.behaviors) < 2:
             raise ValueError(f"candidate features need auxiliary behaviors "
                              f"(the graph has {list(graph.behaviors)})")
+        if not isinstance(neighbours, int) or \
+                isinstance(neighbours, bool) or neighbours < 0:
+            raise ValueError(f"'neighbours' must be an int >= 0 "
+                             f"(got {neighbours!r})")
         self.graph, self.score_fn = graph, score_fn
         self.num_unvisited = num_unvisited
+        self.neighbours = neighbours
+        self.knn = None
+        if neighbours:
+            from graphrec.models.heuristic import UserKNN
+            model = UserKNN(graph.num_users, graph.num_items, 'all',
+                            neighbours)
+            self.knn = (model, model(graph))
         self.num_users, self.num_items = graph.num_users, graph.num_items
         self.links = VisitLinks(graph, graph.behaviors[:-1])
         self.item_features = item_statistics(graph)
@@ -140,7 +163,7 @@ class CandidateFeatures:
         self.bought = graph.adjacency(graph.target, normalize=False)
         if isinstance(drop, str):
             drop = [drop]
-        check_drop(drop, graph.behaviors)
+        check_drop(drop, graph.behaviors, neighbours)
         names = self.feature_names()
         self.drop = tuple(drop)
         self.keep = torch.tensor(
@@ -152,11 +175,12 @@ class CandidateFeatures:
         r"""The feature size :math:`F`."""
         return (2 + self.links.num_links + 1 + self.item_features.size(1)
                 + self.pair_features.size(1) + self.user_features.size(1)
-                + 1)
+                + 1 + (1 if self.knn is not None else 0))
 
     def feature_names(self) -> Sequence[str]:
         r"""One name per feature, in order."""
-        return candidate_feature_names(self.graph.behaviors)
+        return candidate_feature_names(self.graph.behaviors,
+                                       self.neighbours)
 
     def _bought(self, user: Tensor) -> Tensor:
         out = torch.zeros(user.numel(), self.num_items, dtype=torch.bool,
@@ -182,15 +206,29 @@ class CandidateFeatures:
         visited = (links.sum(-1) > 0) & ~excluded
         n_visited = visited.sum(1)
         available = (~excluded).sum(1)
-        # Visited items first (in first-stage order), then the rest.
+        # Visited items first, then the CF's best (with neighbours), then
+        # the rest, each tier in first-stage order.
+        tier = 2 * visited.float()
+        n_first = n_visited
+        cf = None
+        if self.knn is not None:
+            model, emb = self.knn
+            cf = model.score(emb, user).float()
+            open_ = ~excluded & ~visited & (cf > 0)
+            top = cf.masked_fill(~open_, float('-inf')).topk(
+                min(self.num_unvisited, self.num_items), dim=1).indices
+            pick = torch.zeros_like(visited).scatter_(1, top, True) & open_
+            tier = tier + pick.float()
+            n_first = n_visited + pick.sum(1)
+            cf = cf / cf.amax(1, keepdim=True).clamp(min=1e-12)
         shift = 2 * finite.abs().amax(1, keepdim=True) + 1 \
             if user.numel() else 0.0
-        priority = torch.where(visited, finite + shift,
-                               finite).masked_fill_(excluded, float('-inf'))
-        K = max(min(int(n_visited.max()) + self.num_unvisited,
+        priority = (finite + shift * tier).masked_fill_(excluded,
+                                                        float('-inf'))
+        K = max(min(int(n_first.max()) + self.num_unvisited,
                     self.num_items), 1) if user.numel() else 1
         item = priority.topk(K, dim=1).indices
-        count = torch.minimum(n_visited + self.num_unvisited, available)
+        count = torch.minimum(n_first + self.num_unvisited, available)
         valid = torch.arange(K, device=device)[None] < count[:, None]
 
         s = finite.gather(1, item)
@@ -212,7 +250,9 @@ class CandidateFeatures:
             s.unsqueeze(-1), (s - mean).unsqueeze(-1), lnk,
             visited.gather(1, item).float().unsqueeze(-1),
             self.item_features[item], pair,
-            per_user.unsqueeze(1).expand(-1, K, -1)], dim=-1)
+            per_user.unsqueeze(1).expand(-1, K, -1)]
+            + ([cf.gather(1, item).unsqueeze(-1)] if cf is not None else []),
+            dim=-1)
         features = features * valid.unsqueeze(-1) * self.keep
         return Candidates(item, features, valid, scores)
 
@@ -221,6 +261,8 @@ class CandidateFeatures:
                 f'num_items={self.num_items}, '
                 f'num_unvisited={self.num_unvisited}, '
                 f'num_features={self.num_features}'
+                + (f', neighbours={self.neighbours}' if self.neighbours
+                   else '')
                 + (f', drop={list(self.drop)}' if self.drop else '') + ')')
 
 

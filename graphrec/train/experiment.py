@@ -202,7 +202,7 @@ def _rerank_config(rerank, dataset, config):
     if len(dataset.behaviors) < 2:
         raise ValueError(f"'rerank' needs auxiliary behaviors (the dataset "
                          f"has {list(dataset.behaviors)})")
-    check_drop(out.drop, dataset.behaviors)
+    check_drop(out.drop, dataset.behaviors, out.neighbours)
     return out
 
 

@@ -63,6 +63,11 @@ class RerankConfig:
         drop (List[str]): Features left out (set to zero), by name prefix
             of :meth:`CandidateFeatures.feature_names`, for ablations.
             (default: none)
+        neighbours (int): With :math:`k > 0`, user-based collaborative
+            filtering (:class:`~graphrec.models.UserKNN`, :math:`k`
+            neighbours) adds its best unvisited items to the candidates and
+            its score to the features (see :class:`CandidateFeatures`).
+            (default: :obj:`0`, off)
     """
     num_unvisited: int = 100
     hidden: int = 32
@@ -76,9 +81,11 @@ class RerankConfig:
     seed: int = 0
     merge_validation: bool = False
     drop: List[str] = dataclasses.field(default_factory=list)
+    neighbours: int = 0
 
     def __post_init__(self):
-        for name, low in (('num_unvisited', 0), ('hidden', 0),
+        for name, low in (('num_unvisited', 0), ('neighbours', 0),
+                          ('hidden', 0),
                           ('num_layers', 1), ('epochs', 1),
                           ('batch_size', 1), ('folds', 1),
                           ('chunk_size', 1), ('seed', 0)):
@@ -169,7 +176,7 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
     _check_index('pairs[1]', pairs[1], graph.num_items)
     start = time.perf_counter()
     candidates = CandidateFeatures(graph, score_fn, config.num_unvisited,
-                                   config.drop)
+                                   config.drop, config.neighbours)
     pairs = pairs.long().to(graph.device)
     gen = torch.Generator().manual_seed(config.seed)
     fold_of_user = torch.randint(config.folds, (graph.num_users, ),
@@ -275,4 +282,4 @@ def second_stage_scores(model, dataset, reranker: ListwiseReranker,
     graph = BehaviorGraph.from_dataset(data).to(device)
     return RerankedScores(
         CandidateFeatures(graph, model.score_fn(graph), config.num_unvisited,
-                          config.drop), reranker)
+                          config.drop, config.neighbours), reranker)

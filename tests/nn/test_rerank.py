@@ -73,6 +73,35 @@ def test_candidates_by_hand(graph):
     assert (c.features[~c.valid] == 0).all()
 
 
+def test_candidates_with_user_based_cf(graph):
+    # Item sets over every behavior: u0 {0, 1, 2, 3}, u1 {1, 5}, u2 {0, 4};
+    # cos(u0, u1) = cos(u0, u2) = 1/sqrt(8), cos(u1, u2) = 0. With one
+    # neighbour u0 takes u1 (tie, lower id: bought i5) and u2 takes u0
+    # (bought i1).
+    cand = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=2,
+                             neighbours=1)
+    c = cand(torch.tensor([0, 1, 2]))
+    # u0: visited i2, i0, i3, then the CF's i5, then the first stage's
+    # best of the rest (i4 only: five items are not bought).
+    assert c.item[0][c.valid[0]].tolist() == [2, 0, 3, 5, 4]
+    # u1: the CF points at i1, which she viewed: nothing added.
+    assert c.item[1][c.valid[1]].tolist() == [1, 0, 2]
+    # u2: visited i4, the CF's i1, then the first stage's i5 (6), i3 (2).
+    assert c.item[2][c.valid[2]].tolist() == [4, 1, 5, 3]
+    names = list(cand.feature_names())
+    assert names[-1] == 'user_cf' and len(names) == cand.num_features
+    plain = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=2)
+    assert cand.num_features == plain.num_features + 1
+    # Relative to the user's best CF score.
+    assert c.features[2][c.valid[2]][:, -1].tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert c.features[1][c.valid[1]][:, -1].tolist() == [1.0, 0.0, 0.0]
+    assert 'neighbours=1' in repr(cand)
+    with pytest.raises(ValueError, match="'neighbours' must be an int"):
+        CandidateFeatures(graph, fixed_scores(SCORES), neighbours=-1)
+    with pytest.raises(ValueError, match="'drop' names no feature"):
+        CandidateFeatures(graph, fixed_scores(SCORES), drop=['user_cf'])
+
+
 def test_candidates_never_bought_and_capped_by_the_catalogue(graph):
     cand = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=50)
     c = cand(torch.tensor([1]))

@@ -150,6 +150,13 @@ def test_run_experiment_with_a_second_stage():
     assert row['rerank']['merge_validation'] is False
     assert merged['valid'] == row['valid']
     assert merged['metrics']['ndcg@10'] != row['metrics']['ndcg@10']
+    # User-based CF adds candidates (a superset: visited, the CF's best,
+    # then the first stage's best of the rest) and a feature.
+    knn = run_experiment('lightgcn', data, {}, config,
+                         rerank={'epochs': 2, 'hidden': 8, 'neighbours': 20})
+    assert knn['rerank']['neighbours'] == 20
+    assert knn['rerank']['coverage'] >= row['rerank']['coverage']
+    assert knn['metrics']['ndcg@10'] != row['metrics']['ndcg@10']
     with pytest.raises(ValueError, match='refit=False'):
         run_experiment('lightgcn', data, {}, TrainConfig(refit=True),
                        rerank={})
@@ -162,6 +169,8 @@ def test_run_experiment_with_a_second_stage():
     ({'hiden': 3}, ValueError, r"unknown field\(s\) \['hiden'\]"),
     ([('hidden', 3)], TypeError, "'rerank' must be a dict"),
     ({'drop': ['nothing']}, ValueError, "'drop' names no feature"),
+    ({'drop': ['user_cf']}, ValueError, "'drop' names no feature"),
+    ({'neighbours': -1}, ValueError, "'neighbours' must be an int >= 0"),
 ])
 def test_run_experiment_checks_rerank_before_training(monkeypatch, rerank,
                                                       error, match):
