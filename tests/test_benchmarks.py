@@ -296,3 +296,24 @@ def test_explore_signals_ranks_ties_pessimistically_and_cross_fits(
         chunks, [], RerankConfig(epochs=3), 0, U)
     assert hr < 0.2
     assert len(scores) == 4 and scores[0].shape == (100, K)
+
+
+def test_crossfit_rerank_prints_every_variant(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop('crossfit_rerank', None)
+    import crossfit_rerank
+    crossfit_rerank.main([
+        '--config', str(BENCH / 'configs' / 'full.json'),
+        '--dataset', 'synthetic', '--label', 'causal_cascade-rerank',
+        '--variants', 'epochs=2, hidden=8',
+        'epochs=2, hidden=8, neighbours=20', '--neighbours', '20'])
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()
+             if 'valid NDCG@10' in line]
+    assert [line.split(' valid')[0].split(' (')[0].strip()
+            for line in lines] == [
+        'userknn k=20', 'first stage', 're-ranker epochs=2, hidden=8',
+        're-ranker epochs=2, hidden=8, neighbours=20']
+    with pytest.raises(SystemExit):
+        crossfit_rerank.main(['--config', str(BENCH / 'configs' /
+                                              'full.json'),
+                              '--dataset', 'synthetic', '--label', 'nope'])
