@@ -10,7 +10,10 @@ A benchmark config is a JSON file (see ``benchmarks/configs/``)::
      "search": {"lr": [...]},                      # used by the tuner
      "models": {"label": {"model": "name", "kwargs": {...},
                           "train": {...}, "baseline": true,
-                          "rerank": {...RerankConfig fields...}}}}
+                          "rerank": {...RerankConfig fields...},
+                          "datasets": ["retailrocket", ...]}}}
+
+A model entry with ``"datasets"`` runs on those datasets only.
 
 Training settings merge in that order (defaults, dataset, model, the
 dataset's entry for that model), then the values chosen on validation
@@ -107,6 +110,14 @@ def load_config(path, dataset: str) -> Tuple[dict, Dict[str, RunSpec],
         if 'model' not in entry:
             raise ValueError(f"benchmark config '{path}': model '{label}' "
                              f"has no 'model' name")
+        only = entry.get('datasets')
+        if only is not None and (isinstance(only, str) or not all(
+                isinstance(d, str) for d in only)):
+            raise ValueError(f"benchmark config '{path}': model '{label}' "
+                             f"'datasets' must be a list of dataset names "
+                             f"(got {only!r})")
+        if only is not None and dataset not in only:
+            continue
         choice = tuned.get(label, {})
         local = overrides.get(label, {})
         kwargs = {**entry.get('kwargs', {}), **local.get('kwargs', {})}

@@ -81,6 +81,18 @@ def test_load_config_per_dataset_model_overrides(config):
         load_config(config, 'synthetic')
 
 
+def test_load_config_model_on_some_datasets_only(config):
+    data = json.loads(config.read_text())
+    data['models']['mf']['datasets'] = ['tmall']
+    config.write_text(json.dumps(data))
+    assert 'mf' not in load_config(config, 'synthetic')[1]
+    assert 'mf' in load_config(config, 'tmall')[1]
+    data['models']['mf']['datasets'] = 'tmall'
+    config.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="'datasets' must be a list"):
+        load_config(config, 'tmall')
+
+
 def test_ablation_specs_are_overrides_and_transforms():
     base = RunSpec('full', 'mbcgcn', {'embedding_dim': 8}, {'lr': 0.1})
     specs = ablation_specs(base, {'no_transform': {'transform': 'none'}},
