@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from graphrec.cli import load_data
-from graphrec.data.graph import BehaviorGraph
+from graphrec.data.graph import BehaviorGraph, unique_pairs
 from graphrec.models import UserKNN
 from graphrec.nn.rerank import CandidateFeatures, ListwiseReranker
 from graphrec.train import RerankConfig, Trainer
@@ -53,9 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def sparse(edge: torch.Tensor, shape) -> torch.Tensor:
     r"""A binary sparse matrix from index pairs :obj:`[2, E]` (repeats
     count once)."""
-    key = torch.unique(edge[0] * shape[1] + edge[1])
-    index = torch.stack([key // shape[1], key % shape[1]])
-    return torch.sparse_coo_tensor(index, torch.ones(key.numel()), shape,
+    index = unique_pairs(edge.long(), shape[1])
+    return torch.sparse_coo_tensor(index, torch.ones(index.size(1)), shape,
                                    check_invariants=False).coalesce()
 
 

@@ -8,8 +8,9 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from graphrec.data.graph import BehaviorGraph
+from graphrec.data.graph import BehaviorGraph, unique_pairs
 from graphrec.models.base import Recommender
+from graphrec.nn.visited import _csr
 
 
 class ItemPopularity(Recommender):
@@ -228,24 +229,17 @@ class UserKNN(Recommender):
         target's transpose :obj:`'y_t'` (CSR :obj:`[I, U]`) and the users'
         inverse square root degrees :obj:`'inv_norm'` :obj:`[U]`.
         """
-        x = graph.edge_index(self.behaviors)
-        y = graph.edge_index(graph.target)
         n_users, n_items = self.num_users, self.num_items
-
-        def binary(index, shape):
-            key = torch.unique(index[0].long() * shape[1] + index[1].long())
-            pairs = torch.stack([key // shape[1], key % shape[1]])
-            return torch.sparse_coo_tensor(
-                pairs, torch.ones(key.numel(), device=key.device), shape,
-                check_invariants=False).coalesce()
-
-        X = binary(x, (n_users, n_items))
-        degree = torch.zeros(n_users, device=graph.device).index_add_(
-            0, X.indices()[0], X.values())
+        x = unique_pairs(graph.edge_index(self.behaviors).long(), n_items)
+        y = unique_pairs(graph.edge_index(graph.target).long(), n_items)
+        X = torch.sparse_coo_tensor(
+            x, torch.ones(x.size(1), device=x.device), (n_users, n_items),
+            check_invariants=False).coalesce()
+        degree = torch.bincount(x[0], minlength=n_users).float()
         # CSR for the products (about 20x faster than COO on CPU), COO to
         # pick rows.
         return {'x': X, 'x_csr': X.to_sparse_csr(),
-                'y_t': binary(y.flip(0), (n_items, n_users)).to_sparse_csr(),
+                'y_t': _csr(y.flip(0), n_items, n_users),
                 'inv_norm': degree.clamp(min=1).rsqrt()}
 
     def score(self, emb: Dict[str, Tensor], user_index: Tensor,
