@@ -19,6 +19,7 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
                   backdoor: Optional[str] = 'popularity',
                   visited_head: bool = True, item_features: bool = True,
                   pair_features: bool = False,
+                  leave_one_out: bool = False,
                   contrastive: float = 0.05,
                   **plugin_kwargs: Any) -> PluginRecommender:
     r"""Cascade encoder, mixture-of-experts fusion with backdoor
@@ -100,6 +101,10 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
             the visited-aware head
             (:func:`~graphrec.nn.visited.pair_statistics`; needs
             :obj:`visited_head`). (default: :obj:`False`)
+        leave_one_out (bool): In training, a train purchase's item
+            statistics leave that purchase out, as a held-out purchase's
+            do (:class:`PluginRecommender`; only with
+            :obj:`item_features`). (default: :obj:`False`)
         contrastive (float): Weight of the contrastive term; :obj:`0` turns
             it off. (default: :obj:`0.05`)
         **plugin_kwargs: Further :class:`PluginRecommender` arguments (e.g.
@@ -125,6 +130,7 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
         backbone_kwargs['edge_weights'] = edge_weights
     item_features = bool(item_features and visited_head)
     pair_features = bool(pair_features and visited_head)
+    leave_one_out = bool(leave_one_out and item_features)
     if not multi:
         # One embedding for every behavior: no experts to fuse, no views to
         # align (PluginRecommender refuses both there).
@@ -135,7 +141,7 @@ def CausalCascade(num_users: int, num_items: int, behaviors: Sequence[str],
         backbone_kwargs=backbone_kwargs, fusion=fusion, gate=gate,
         backdoor=backdoor, visited_head=visited_head,
         item_features=item_features, pair_features=pair_features,
-        contrastive=contrastive,
+        leave_one_out=leave_one_out, contrastive=contrastive,
         **plugin_kwargs)
 
 

@@ -235,6 +235,15 @@ class PluginRecommender(Recommender):
             (:func:`~graphrec.nn.visited.item_statistics`), so that its
             repeat mode can order a user's visited items by how often they
             convert. (default: :obj:`False`)
+        leave_one_out (bool): With :obj:`item_features`, a training pair
+            that is a train target interaction (a positive) gets the item
+            statistics with that interaction left out
+            (:func:`~graphrec.nn.visited.item_statistics` with
+            :obj:`leave_one_out=True`), as a held-out purchase has them;
+            otherwise every positive looks bought at least once and the head
+            learns to favour items with purchases more than held-out
+            purchases warrant. Evaluation always uses the plain statistics.
+            (default: :obj:`False`)
         pair_features (bool): Give the visited-aware head item-neighbourhood
             scores of each visited pair
             (:func:`~graphrec.nn.visited.pair_statistics`: how strongly the
@@ -281,7 +290,7 @@ class PluginRecommender(Recommender):
                  alpha: float = 0.2, kl_weight: float = 1.0,
                  beta: float = 0.1, visited_head: bool = False,
                  item_features: bool = False, pair_features: bool = False,
-                 feature_lr: float = 1.0,
+                 leave_one_out: bool = False, feature_lr: float = 1.0,
                  contrastive: float = 0.0, contrastive_users: int = 1024,
                  chunk_size: int = 256):
         super().__init__(num_users, num_items)
@@ -309,6 +318,13 @@ class PluginRecommender(Recommender):
         if not isinstance(contrastive, (int, float)) or contrastive < 0:
             raise ValueError(f"'contrastive' must be a non-negative weight "
                              f"(got {contrastive!r})")
+        if not isinstance(leave_one_out, bool):
+            raise TypeError(f"'leave_one_out' must be a bool "
+                            f"(got {leave_one_out!r})")
+        if leave_one_out and not item_features:
+            raise ValueError("'leave_one_out' changes the item statistics of "
+                             "the visited-aware head; it needs "
+                             "item_features=True")
         for name, value in (('item_features', item_features),
                             ('pair_features', pair_features)):
             if value and not visited_head:
@@ -332,6 +348,7 @@ class PluginRecommender(Recommender):
         self.embedding_dim = dim
         self.chunk_size = chunk_size
         self.feature_lr = float(feature_lr)
+        self.leave_one_out = leave_one_out
         self.contrastive_users = contrastive_users
         self.fusion_kind, self.backdoor_kind = fusion, backdoor
         self.strata_behaviors = strata_behaviors
@@ -375,6 +392,8 @@ class PluginRecommender(Recommender):
         self._repeat: Optional[Tensor] = None
         self._activity: Optional[Tensor] = None
         self._item_features: Optional[Tensor] = None
+        self._held_out_features: Optional[Tensor] = None
+        self._target_keys: Optional[Tensor] = None
 
     # -- construction -------------------------------------------------------
     def _build_backbone(self, backbone, embedding_dim: int, num_layers: int,
@@ -464,6 +483,11 @@ class PluginRecommender(Recommender):
             self._repeat = visited_share(graph, self.auxiliary)
         if self.visited is not None and self.visited.num_item_features:
             self._item_features = item_statistics(graph)
+            if self.leave_one_out:
+                self._held_out_features = item_statistics(
+                    graph, leave_one_out=True)
+                self._target_keys = torch.unique(pair_keys(
+                    graph.edge_index_dict[self.target], graph.num_items))
         if self.contrastive is not None:
             self._activity, _ = user_activity_strata(graph, self.num_strata)
         self._graph = graph
@@ -575,14 +599,31 @@ class PluginRecommender(Recommender):
                                          item_index)
             base = score if base is None else base + score
         if self.visited is not None:
-            feats = (None if self._item_features is None else
-                     self._item_features[item_index])
+            feats = self._pair_item_features(u, item_index)
             pair = (self._links.features(u, item_index)
                     if self.visited.num_pair_features else None)
             base = self.visited(emb['user'][user_index], q,
                                 self._links.pairs(u, item_index), base,
                                 item_features=feats, pair_features=pair)
         return self._adjust_pairs(base, p, q, u, item_index)
+
+    def _pair_item_features(self, u: Tensor,
+                            item_index: Tensor) -> Optional[Tensor]:
+        # The item statistics of the pairs (u, item_index) of one shape;
+        # in training with leave_one_out, those of the train target pairs
+        # with the pair's own interaction left out.
+        if self._item_features is None:
+            return None
+        feats = self._item_features[item_index]
+        if not (self.training and self._held_out_features is not None):
+            return feats
+        keys = self._target_keys
+        if keys.numel() == 0:
+            return feats
+        key = u.long() * self.num_items + item_index.long()
+        pos = torch.searchsorted(keys, key).clamp_max(keys.numel() - 1)
+        own = (keys[pos] == key).unsqueeze(-1)
+        return torch.where(own, self._held_out_features[item_index], feats)
 
     def _adjust_pairs(self, base: Tensor, p: Tensor, q: Tensor, u: Tensor,
                       i: Tensor) -> Tensor:

@@ -230,7 +230,8 @@ def visited_share(graph: BehaviorGraph, behaviors: BehaviorSpec,
 
 
 def item_statistics(graph: BehaviorGraph, smoothing: float = 10.0,
-                    standardize: bool = True) -> Tensor:
+                    standardize: bool = True,
+                    leave_one_out: bool = False) -> Tensor:
     r"""Fixed item features from the train graph, :obj:`[I, 2B - 1]` for
     :math:`B` behaviors: :math:`\log(1 + n^b_i)` for every behavior
     :math:`b`, then for every auxiliary behavior :math:`a` the log of the
@@ -244,11 +245,22 @@ def item_statistics(graph: BehaviorGraph, smoothing: float = 10.0,
     with item :math:`i` and :math:`m` the smoothing. Counted on the given
     (train) graph only, so held-out pairs never enter.
 
+    A train purchase is counted in its own item's :math:`n^t_i`, a held-out
+    one never: a model fitted on train purchases with these features would
+    learn that a purchased item has been bought at least once. With
+    :obj:`leave_one_out`, the table is the one each item would have with one
+    of its target interactions held out (:math:`n^t_i - 1`, at least 0;
+    :math:`\bar{c}_a` unchanged), standardised with the mean and variance
+    of the plain table so that the two can be mixed: the features of a
+    training pair that is a train target interaction.
+
     Args:
         graph (BehaviorGraph): The train graph.
         smoothing (float, optional): :math:`m \geq 0`. (default: :obj:`10.0`)
         standardize (bool, optional): Zero mean and unit variance per
-            column. (default: :obj:`True`)
+            column (of the plain table). (default: :obj:`True`)
+        leave_one_out (bool, optional): One target interaction of every
+            item left out. (default: :obj:`False`)
     """
     if not isinstance(graph, BehaviorGraph):
         raise TypeError(f"'graph' must be a BehaviorGraph "
@@ -259,14 +271,22 @@ def item_statistics(graph: BehaviorGraph, smoothing: float = 10.0,
                                minlength=graph.num_items).double()
              for b in graph.behaviors}
     target = count[graph.target]
-    cols = [torch.log1p(count[b]) for b in graph.behaviors]
-    for b in graph.behaviors[:-1]:
-        rate = target.sum() / count[b].sum().clamp(min=1)
-        cols.append(torch.log((target + smoothing * rate + 1e-12) /
-                              (count[b] + smoothing).clamp(min=1e-12)))
-    out = torch.stack(cols, dim=-1)
+    rates = [target.sum() / count[b].sum().clamp(min=1)
+             for b in graph.behaviors[:-1]]
+
+    def table(own: Tensor) -> Tensor:
+        # 'own': the target counts to use in place of n^t.
+        cols = [torch.log1p(own if b == graph.target else count[b])
+                for b in graph.behaviors]
+        for b, rate in zip(graph.behaviors[:-1], rates):
+            cols.append(torch.log((own + smoothing * rate + 1e-12) /
+                                  (count[b] + smoothing).clamp(min=1e-12)))
+        return torch.stack(cols, dim=-1)
+
+    plain = table(target)
+    out = table((target - 1).clamp(min=0)) if leave_one_out else plain
     if standardize and out.size(0) > 1:  # one item: nothing to scale
-        out = (out - out.mean(0)) / out.std(0).clamp(min=1e-12)
+        out = (out - plain.mean(0)) / plain.std(0).clamp(min=1e-12)
     return out.float()
 
 

@@ -508,3 +508,72 @@ def test_pair_features_without_any_visited_pair(graph):
         items = torch.arange(4).expand(3, 4)
         assert torch.allclose(model.score(emb, torch.arange(3), items),
                               model.score(emb, torch.arange(3)), atol=1e-6)
+
+
+def test_leave_one_out_statistics_for_train_purchases_in_training():
+    from graphrec.nn.visited import item_statistics
+    data = make_synthetic(num_users=30, num_items=40, seed=3)
+    graph = BehaviorGraph.from_dataset(data)
+
+    def make(leave_one_out):
+        torch.manual_seed(0)
+        return PluginRecommender(
+            data.num_users, data.num_items, data.behaviors,
+            backbone='cascade', embedding_dim=8, visited_head=True,
+            item_features=True, leave_one_out=leave_one_out)
+
+    model, plain = make(True), make(False)
+    with torch.no_grad():
+        model.visited.feature_weight.normal_()
+    plain.load_state_dict(model.state_dict())
+    bought = graph.edge_index_dict[data.target]
+    key = set((bought[0] * data.num_items + bought[1]).tolist())
+    user = bought[0, :12]
+    # items others bought (so their two tables differ) that u did not
+    other = torch.tensor([next(i for i in bought[1].tolist()
+                               if int(u) * data.num_items + i not in key)
+                          for u in user])
+    items = torch.stack([bought[1, :12], other], -1)  # [B, 2]
+    for m in (model, plain):
+        m.train()
+    emb = model(graph)
+    assert torch.equal(plain(graph)['user'], emb['user'])
+    out, ref = model.score(emb, user, items), plain.score(emb, user, items)
+    # the unbought pairs: the plain statistics
+    assert torch.allclose(out[:, 1], ref[:, 1])
+    # the train purchases: exactly the head on the held-out statistics
+    assert not torch.allclose(out[:, 0], ref[:, 0])
+    plain._item_features = item_statistics(graph, leave_one_out=True)
+    held = plain.score(emb, user, items)
+    assert torch.allclose(out[:, 0], held[:, 0], atol=1e-6)
+    assert torch.allclose(model.score(emb, user, items[:, 0]), out[:, 0])
+    # evaluation: plain statistics for every pair and all-item scores
+    model.eval()
+    plain._item_features = item_statistics(graph)
+    plain.eval()
+    assert torch.allclose(model.score(emb, user, items),
+                          plain.score(emb, user, items))
+    assert torch.allclose(model.score(emb, user), plain.score(emb, user))
+    with pytest.raises(ValueError, match="it needs item_features=True"):
+        PluginRecommender(3, 4, BEHAVIORS, visited_head=True,
+                          leave_one_out=True)
+    with pytest.raises(TypeError, match="'leave_one_out' must be a bool"):
+        PluginRecommender(3, 4, BEHAVIORS, visited_head=True,
+                          item_features=True, leave_one_out=1)
+
+
+def test_full_model_leave_one_out_follows_the_item_features():
+    data = make_synthetic(num_users=30, num_items=40, seed=1)
+
+    def make(**kwargs):
+        return build_model('causal_cascade', data.num_users, data.num_items,
+                           behaviors=data.behaviors, embedding_dim=8,
+                           **kwargs)
+
+    assert make(leave_one_out=True).leave_one_out is True
+    assert make().leave_one_out is False
+    # the ablations that drop the item statistics drop it too
+    assert make(leave_one_out=True, item_features=False).leave_one_out \
+        is False
+    assert make(leave_one_out=True, visited_head=False).leave_one_out \
+        is False

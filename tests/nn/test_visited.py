@@ -295,6 +295,30 @@ def test_item_statistics_by_hand(graph):
         item_statistics(graph, smoothing=-1.0)
 
 
+def test_item_statistics_leave_one_out(graph):
+    # buy counts 1, 1, 1, 0 become 0, 0, 0, 0; the rest and the global
+    # conversion rates (3/5, 3/3) stay, and the plain table's mean and
+    # standard deviation scale both tables.
+    plain = item_statistics(graph, smoothing=2.0, standardize=False).double()
+    raw = item_statistics(graph, smoothing=2.0, standardize=False,
+                          leave_one_out=True).double()
+    zero = torch.zeros(4, dtype=torch.double)
+    assert torch.allclose(raw[:, :2], plain[:, :2])
+    assert torch.allclose(raw[:, 2], zero, atol=1e-6)
+    view = torch.tensor([1.0, 2, 1, 1], dtype=torch.double)
+    cart = torch.tensor([1.0, 1, 0, 1], dtype=torch.double)
+    assert torch.allclose(raw[:, 3], torch.log(2 * 0.6 / (view + 2)),
+                          atol=1e-6)
+    assert torch.allclose(raw[:, 4], torch.log(2.0 / (cart + 2)),
+                          atol=1e-6)
+    std = item_statistics(graph, smoothing=2.0, leave_one_out=True).double()
+    scaled = (raw - plain.mean(0)) / plain.std(0)
+    assert torch.allclose(std, scaled, atol=1e-5)
+    # the item never bought keeps its features
+    assert torch.allclose(std[3], item_statistics(graph, smoothing=2.0)[3]
+                          .double(), atol=1e-6)
+
+
 def test_item_features_enter_both_modes_linearly(graph):
     torch.manual_seed(0)
     head = VisitedAwareHead(5, 2, hidden_dim=3, num_item_features=3)
