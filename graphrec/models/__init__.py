@@ -8,6 +8,7 @@ from graphrec.models.base import Recommender, mask_pairs_
 from graphrec.models.full import FULL_ABLATIONS, CausalCascade
 from graphrec.models.heuristic import (
     AuxiliaryReranker,
+    ItemKNN,
     ItemPopularity,
     UserKNN,
 )
@@ -20,6 +21,7 @@ MODELS: Dict[str, Callable[..., Recommender]] = {
     'pop': ItemPopularity,
     'reranker': AuxiliaryReranker,
     'userknn': UserKNN,
+    'itemknn': ItemKNN,
     'mf': MF,
     'lightgcn': LightGCN,
     'multi': MultiBehaviorRecommender,
@@ -88,6 +90,6 @@ def build_model(name: str, num_users: int, num_items: int,
 __all__ = ['MODELS', 'ABLATIONS', 'register_model', 'build_model',
            'Recommender', 'MF', 'LightGCN', 'ItemPopularity',
            'MultiBehaviorRecommender', 'NMTR', 'MBCGCN', 'CRGCN',
-           'AuxiliaryReranker', 'UserKNN', 'PluginRecommender',
+           'AuxiliaryReranker', 'UserKNN', 'ItemKNN', 'PluginRecommender',
            'CausalCascade',
            'mask_pairs_']

@@ -1,9 +1,9 @@
-"""Recommenders with no training: popularity, an auxiliary re-ranker and
-user-based collaborative filtering.
+"""Recommenders with no training: popularity, an auxiliary re-ranker,
+user-based and item-based collaborative filtering.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -281,6 +281,148 @@ class UserKNN(Recommender):
         keep = above | (tied & (tied.cumsum(0) <= room))
         weight = sim * keep
         return (emb['y_t'] @ weight).t()                     # [b, I]
+
+    def extra_repr(self) -> str:
+        r"""Adds the behaviors and :math:`k` to the base representation."""
+        return (f'{super().extra_repr()}, behaviors={self.behaviors!r}, '
+                f'k={self.k}')
+
+
+class ItemKNN(Recommender):
+    r"""Item-based collaborative filtering (no training; Sarwar et al., WWW
+    2001; Deshpande and Karypis, TOIS 2004): a user's score for an item
+    sums its similarities to the items of her profile, each item keeping
+    only its :obj:`k` most similar items,
+
+    .. math::
+        s_{ui} = \sum_{j \in x_u} \mathrm{sim}_k(j, i), \qquad
+        \mathrm{sim}(j, i) = \frac{(X^\top X)_{ji}}{\sqrt{n_j\, n_i}},
+
+    with :math:`X` the binary user-item matrix of :obj:`behaviors`,
+    :math:`x_u` the items of :math:`u`'s row, :math:`n_j` the number of
+    users with :math:`j`, and :math:`\mathrm{sim}_k(j, i)` the cosine when
+    :math:`i \neq j` is one of the :math:`k` items with the largest
+    positive cosine to :math:`j` (ties at the :math:`k`-th broken by item
+    id, the lower first, on every device), else 0. Ties in the scores are
+    left to the evaluator (pessimistic there).
+
+    :meth:`forward` builds the pruned similarity as a sparse :obj:`[I, I]`
+    matrix, a chunk of items at a time (one sparse-sparse product each, so
+    no dense item-item matrix is formed); scoring a chunk of users is one
+    sparse product of their rows of :math:`X` with it.
+
+    Args:
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        behaviors (str or Sequence[str]): The behaviors that make up
+            :math:`X`: names, :obj:`'target'` or :obj:`'all'`.
+            (default: :obj:`'all'`)
+        k (int): Neighbours per item. (default: :obj:`100`)
+
+    Example:
+        >>> model = ItemKNN(num_users=3, num_items=4, k=2)
+        >>> scores = model.score(model(graph), torch.tensor([0, 1]))  # [2, 4]
+    """
+    trainable = False
+    decomposable = False
+
+    def __init__(self, num_users: int, num_items: int,
+                 behaviors: Union[str, Sequence[str]] = 'all', k: int = 100):
+        super().__init__(num_users, num_items)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"'k' must be an int >= 1 (got {k!r})")
+        self.behaviors, self.k = behaviors, k
+
+    #: Most entries held at once: item-item co-occurrences of an item
+    #: chunk (at most :math:`c \cdot I`) in :meth:`forward`, scores
+    #: :math:`b \cdot I` of a user chunk in :meth:`score`. Smaller than
+    #: :class:`UserKNN`'s: a co-occurrence carries its ids, overlap, key
+    #: and sort orders (about 50 bytes).
+    memory_budget: int = 1 << 22
+
+    def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
+        r"""The binary user-item matrix :math:`X` of :obj:`behaviors`
+        (:obj:`'x'`, sparse COO :obj:`[U, I]`) and the pruned similarity
+        :math:`\mathrm{sim}_k` (:obj:`'sim'`, sparse CSR :obj:`[I, I]`, row
+        :math:`j` holding the at most :math:`k` neighbours of item
+        :math:`j`).
+        """
+        n_users, n_items = self.num_users, self.num_items
+        x = unique_pairs(graph.edge_index(self.behaviors).long(), n_items)
+        X = torch.sparse_coo_tensor(
+            x, torch.ones(x.size(1), device=x.device), (n_users, n_items),
+            check_invariants=False).coalesce()
+        x_csr = X.to_sparse_csr()
+        x_t = _csr(x.flip(0), n_items, n_users)
+        count = torch.bincount(x[1], minlength=n_items).double()
+        # A chunk of c items has at most c * I co-occurrences.
+        step = max(1, self.memory_budget // n_items)
+        parts = [self._neighbours(x_t, x_csr, count, start,
+                                  min(start + step, n_items))
+                 for start in range(0, n_items, step)]
+        index = torch.cat([p[0] for p in parts], dim=1)
+        value = torch.cat([p[1] for p in parts])
+        return {'x': X, 'sim': _csr(index, n_items, n_items, value)}
+
+    def _neighbours(self, x_t: Tensor, x_csr: Tensor, count: Tensor,
+                    start: int, end: int) -> Tuple[Tensor, Tensor]:
+        # The kept (j, i) pairs [2, M] of items j in [start, end), and sim.
+        n_items, device = self.num_items, count.device
+        crow = x_t.crow_indices()
+        lo, hi = int(crow[start]), int(crow[end])
+        rows = torch.sparse_csr_tensor(
+            crow[start:end + 1] - lo, x_t.col_indices()[lo:hi],
+            x_t.values()[lo:hi], (end - start, self.num_users),
+            check_invariants=False)
+        both = rows @ x_csr                        # (X^T X)[j, i], CSR
+        j = torch.repeat_interleave(
+            torch.arange(end - start, device=device),
+            both.crow_indices().diff())            # j - start
+        i = both.col_indices()
+        overlap = both.values().double()
+        # Rank by overlap^2 / n_i within a row: the same order as the cosine
+        # but exact (one correctly rounded division of integers), so ties
+        # are ties and break by item id alike on every device. Self last.
+        key = overlap.square() / count[i]
+        key[i == j + start] = -1.0
+        # The product's columns are not sorted within a row (CPU): sort by
+        # (j, i), then stably by key (descending), then stably by j.
+        order = torch.sort(j * n_items + i).indices
+        order = order[torch.sort(key[order], descending=True,
+                                 stable=True).indices]
+        order = order[torch.sort(j[order], stable=True).indices]
+        per_row = torch.bincount(j, minlength=end - start)
+        first = per_row.cumsum(0) - per_row
+        rank = torch.arange(j.numel(), device=device) - first[j[order]]
+        order = order[rank < self.k]
+        order = order[key[order] > 0]
+        j, i, overlap = j[order] + start, i[order], overlap[order]
+        sim = overlap / (count[j] * count[i]).sqrt()
+        return torch.stack([j, i]), sim.float()
+
+    def score(self, emb: Dict[str, Tensor], user_index: Tensor,
+              item_index: Optional[Tensor] = None) -> Tensor:
+        r"""Scores of users :obj:`[B]` for all items :obj:`[B, I]`, or for
+        the given items :obj:`[B]` or :obj:`[B, K]`.
+        """
+        sim = emb['sim']
+        user = user_index.to(sim.device, torch.long)
+        # The dense [b, I] scores of a sub-chunk stay within a fixed budget
+        # whatever chunk the caller passes.
+        step = max(1, self.memory_budget // self.num_items)
+        scores = torch.cat([self._score_chunk(emb, user[s:s + step])
+                            for s in range(0, user.numel(), step)]) \
+            if user.numel() else sim.values().new_zeros(0, self.num_items)
+        if item_index is None:
+            return scores
+        item_index = item_index.to(scores.device, torch.long)
+        if item_index.dim() == 1:
+            return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
+        return scores.gather(1, item_index)
+
+    def _score_chunk(self, emb: Dict[str, Tensor], user: Tensor) -> Tensor:
+        rows = emb['x'].index_select(0, user).coalesce().to_sparse_csr()
+        return (rows @ emb['sim']).to_dense()                # [b, I]
 
     def extra_repr(self) -> str:
         r"""Adds the behaviors and :math:`k` to the base representation."""

@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from graphrec.eval import DotProductScores
 from graphrec.models import (
     MF,
     AuxiliaryReranker,
+    ItemKNN,
     ItemPopularity,
     LightGCN,
     UserKNN,
@@ -95,6 +98,7 @@ def test_score_shapes_and_pairwise_agree(tiny):
     ('plugins', {'backbone': 'cascade'}, True),
     ('plugins', {'backbone': 'cascade', 'backdoor': 'latent'}, False),
     ('causal_cascade', {}, False), ('reranker', {}, False),
+    ('itemknn', {'k': 5}, False),
 ])
 def test_score_fn_is_one_matrix_product_where_the_score_is(name, kwargs,
                                                           factored):
@@ -236,6 +240,145 @@ def test_userknn_matches_dense_formula():
     model = UserKNN(U, n_items, behaviors=data.behaviors[0], k=5)
     got = model.score(model(graph), users)
     assert torch.allclose(got[clear], (weight @ Y)[clear], atol=1e-5)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_itemknn_by_hand(tiny, device):
+    graph = BehaviorGraph.from_dataset(tiny).to(device)
+    # Item columns over all behaviors: i0 {u0, u2}, i1 {u0, u1}, i2 {u1},
+    # i3 {u2}; cos(i0, i1) = 1/2, cos(i0, i3) = cos(i1, i2) = 1/sqrt(2),
+    # the others 0. Profiles: u0 {i0, i1}, u1 {i1, i2}, u2 {i0, i3}.
+    model = build_model('itemknn', 3, 4, k=2).to(device)
+    users = torch.tensor([0, 1, 2], device=device)
+    emb = model(graph)
+    r = 2 ** -0.5
+    assert torch.allclose(emb['sim'].to_dense().cpu(), torch.tensor(
+        [[0.0, 0.5, 0.0, r], [0.5, 0.0, r, 0.0], [0.0, r, 0.0, 0.0],
+         [r, 0.0, 0.0, 0.0]]))
+    scores = model.score(emb, users)
+    # s_ui = sum over j in u's profile of sim(j, i), j != i.
+    assert torch.allclose(scores.cpu(), torch.tensor(
+        [[0.5, 0.5, r, r], [0.5, r, r, 0.0], [r, 0.5, 0.0, r]]))
+    pairs = model.score(emb, users, torch.tensor([0, 1, 3], device=device))
+    assert torch.allclose(pairs.cpu(), torch.tensor([0.5, r, r]))
+    items = torch.tensor([[0, 2], [1, 3], [3, 1]], device=device)
+    assert torch.allclose(model.score(emb, users, items),
+                          scores.gather(1, items))
+    # One neighbour per item: i0 keeps i3 and i1 keeps i2 (1/sqrt(2) > 1/2),
+    # so the pruned similarity is no longer symmetric.
+    one = ItemKNN(3, 4, k=1).to(device)
+    assert torch.allclose(one.score(one(graph), users.int()).cpu(),
+                          torch.tensor([[0.0, 0.0, r, r],
+                                        [0.0, r, r, 0.0],
+                                        [r, 0.0, 0.0, r]]))
+    # Views only: i0 {u0}, i1 {u0, u1}, i2 {u1}, i3 {u2}. i1's two
+    # neighbours are tied at 1/sqrt(2): with k = 1 the lower id (i0) is
+    # kept. i3 shares no user with any item: its row stays empty.
+    views = ItemKNN(3, 4, behaviors='view', k=1).to(device)
+    emb = views(graph)
+    assert emb['sim'].values().numel() == 3
+    assert torch.allclose(emb['sim'].to_dense().cpu(), torch.tensor(
+        [[0.0, r, 0.0, 0.0], [r, 0.0, 0.0, 0.0], [0.0, r, 0.0, 0.0],
+         [0.0, 0.0, 0.0, 0.0]]))
+    assert torch.allclose(views.score(emb, users).cpu(), torch.tensor(
+        [[r, r, 0.0, 0.0], [r, r, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+    # A repeated edge counts once.
+    twice = BehaviorGraph(3, 4, {
+        'view': torch.cat([tiny.train['view'], tiny.train['view'][:, :1]],
+                          1),
+        'buy': tiny.train['buy']}, ('view', 'buy')).to(device)
+    assert torch.allclose(model.score(model(twice), users), scores)
+    # Top-1 without past purchases (u1 bought i2, u2 bought i0).
+    _, top = model.recommend(graph, users[1:], k=1,
+                             exclude_index=tiny.train['buy'])
+    assert top.view(-1).tolist() == [1, 3]
+    assert 'k=2' in repr(model) and "behaviors='all'" in repr(model)
+
+
+def test_itemknn_errors(tiny):
+    graph = BehaviorGraph.from_dataset(tiny)
+    for k in (0, -3, 1.5, True, None):
+        with pytest.raises(ValueError, match="'k' must be an int >= 1"):
+            ItemKNN(3, 4, k=k)
+    with pytest.raises(ValueError, match="'num_items' must be a positive"):
+        ItemKNN(3, 0)
+    with pytest.raises(ValueError, match="takes no argument.*'neighbours'"):
+        build_model('itemknn', 3, 4, neighbours=5)
+    with pytest.raises(ValueError, match="unknown behaviors.*'cart'"):
+        ItemKNN(3, 4, behaviors='cart')(graph)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_itemknn_ties_that_float_rounding_would_split(device):
+    # i0 {u0..u3}, i1 {u0, u4}, i2 {u1, u2, u3, u5..u19}: cos(i0, i1) =
+    # 1 / sqrt(4 * 2) and cos(i0, i2) = 3 / sqrt(4 * 18) are equal, though
+    # 1 * rsqrt(2) * rsqrt(4) < 3 * rsqrt(18) * rsqrt(4) in float32. With
+    # k = 1 the tie goes to the lower id, i1.
+    user = [0, 1, 2, 3, 0, 4, 1, 2, 3] + list(range(5, 20))
+    item = [0] * 4 + [1] * 2 + [2] * 18
+    graph = BehaviorGraph(20, 3, {'buy': torch.tensor([user, item])},
+                          ('buy', )).to(device)
+    model = ItemKNN(20, 3, k=1)
+    sim = model(graph)['sim'].to_dense().cpu()
+    assert sim[0, 1] == pytest.approx(8 ** -0.5) and sim[0, 2] == 0
+
+
+def _random_graph(num_users, num_items, seed):
+    # Binary data with many equal similarities, some edges twice, shuffled.
+    gen = torch.Generator().manual_seed(seed)
+    dense = torch.rand(num_users, num_items, generator=gen) < 0.15
+    edge_index = dense.nonzero().t()
+    edge_index = torch.cat([edge_index, edge_index[:, ::7]], dim=1)
+    edge_index = edge_index[:, torch.randperm(edge_index.size(1),
+                                              generator=gen)]
+    graph = BehaviorGraph(num_users, num_items, {'buy': edge_index},
+                          ('buy', ))
+    return graph, dense.float()
+
+
+def _itemknn_reference(X, k):
+    # The pruned similarity by a naive loop, ranked with exact fractions
+    # (overlap^2 / n_i orders row j as the cosine does), ties by item id.
+    overlap, n = (X.t() @ X).long().tolist(), X.sum(0).long().tolist()
+    sim = torch.zeros(len(n), len(n))
+    ties = 0
+    for j in range(len(n)):
+        cand = [(-Fraction(overlap[j][i] ** 2, n[i]), i)
+                for i in range(len(n)) if i != j and overlap[j][i] > 0]
+        cand.sort()
+        ties += len(cand) > k and cand[k - 1][0] == cand[k][0]
+        for _, i in cand[:k]:
+            sim[j, i] = overlap[j][i] / (n[j] * n[i]) ** 0.5
+    return sim, ties
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_itemknn_matches_dense_formula(device):
+    U, n_items = 30, 25
+    graph, X = _random_graph(U, n_items, seed=0)
+    graph = graph.to(device)
+    users = torch.arange(U, device=device)
+    # k >= I - 1: the cosine of every other item, X S.
+    n = X.sum(0).clamp(min=1)
+    full = X.t() @ X / (n.sqrt()[:, None] * n.sqrt()[None])
+    full.fill_diagonal_(0)
+    model = ItemKNN(U, n_items, k=n_items)
+    assert torch.allclose(model.score(model(graph), users).cpu(), X @ full,
+                          atol=1e-5)
+    # k = 3: pruned, with rows tied at the third neighbour.
+    sim, ties = _itemknn_reference(X, 3)
+    assert ties >= 3
+    model = ItemKNN(U, n_items, k=3)
+    emb = model(graph)
+    assert torch.allclose(emb['sim'].to_dense().cpu(), sim, atol=1e-6)
+    got = model.score(emb, users)
+    assert torch.allclose(got.cpu(), X @ sim, atol=1e-5)
+    # Chunks of 3 items (building) and 3 users (scoring): the same.
+    model.memory_budget = 3 * n_items
+    small = model(graph)
+    assert torch.equal(small['sim'].to_dense(), emb['sim'].to_dense())
+    assert torch.allclose(model.score(small, users), got, atol=1e-6)
+    assert model.score(small, users[:0]).shape == (0, n_items)
 
 
 @pytest.mark.parametrize('device', DEVICES)
