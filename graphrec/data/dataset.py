@@ -61,8 +61,9 @@ class MultiBehaviorDataset:
 
     Ids are 0-based and contiguous. :obj:`behaviors` lists the behaviors in
     cascade order, from the weakest signal to the target, which comes last.
-    Only :obj:`train` ever enters a graph or a negative pool; :obj:`valid` and
-    :obj:`test` hold target interactions that are kept out of it.
+    Only :obj:`train` ever enters a graph; :obj:`valid` and :obj:`test` hold
+    target interactions that are kept out of it (and that the negative
+    sampling of training does not know about either).
 
     Args:
         name (str): A short name, recorded with every result.

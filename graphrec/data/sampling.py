@@ -14,8 +14,10 @@ def viewed_not_bought(dataset: MultiBehaviorDataset,
     r"""Pairs :obj:`[2, P]` the user had in an auxiliary behavior but not in
     the train target behavior: the "viewed but not bought" hard negatives.
 
-    Held-out (validation and test) pairs are removed as well, so a hard
-    negative is never an evaluation positive.
+    Held-out (validation and test) pairs stay in: the model must not know
+    which items the user buys later. Leaving them out would tell it, since
+    each held-out item would be the one visited item never pushed down
+    (on tmall 83% of the test items are among the user's viewed ones).
 
     Args:
         dataset (MultiBehaviorDataset): The data.
@@ -33,8 +35,7 @@ def viewed_not_bought(dataset: MultiBehaviorDataset,
         return torch.empty(2, 0, dtype=torch.long)
     keys = torch.unique(torch.cat([pair_keys(dataset.train[b], n)
                                    for b in behaviors]))
-    drop = torch.cat([pair_keys(dataset.train[dataset.target], n),
-                      pair_keys(dataset.heldout_index(), n)])
+    drop = pair_keys(dataset.train[dataset.target], n)
     keys = keys[~torch.isin(keys, drop)]
     return torch.stack([keys // n, keys % n])
 
@@ -44,8 +45,10 @@ class NegativeSampler:
     with, uniformly, by vectorised rejection sampling.
 
     Forbidden pairs are the positives of the behavior and the
-    :obj:`exclude_index` pairs (pass the held-out validation and test pairs
-    there: they must never be trained on as negatives either). With
+    :obj:`exclude_index` pairs. Do not pass held-out (validation or test)
+    pairs there: a negative pool without them leaks the held-out labels
+    into training (the :class:`~graphrec.train.Trainer` excludes train
+    positives only). With
     :obj:`hard_index` and :obj:`hard_ratio`, each negative is drawn with
     probability :obj:`hard_ratio` from the user's hard candidates (e.g.
     :func:`viewed_not_bought`) when the user has any.

@@ -226,9 +226,10 @@ class Trainer:
     ``SIGTERM`` during :meth:`fit` raise :class:`TrainingInterrupted`.
 
     No test metric is ever computed here: model selection sees validation
-    only. The held-out (validation and test) pairs are read for one purpose,
-    to keep them out of the negative pool; negatives are drawn from items
-    the user has no train interaction of that behavior with.
+    only. Negatives are drawn from the items the user has no train
+    interaction of that behavior with; the test pairs are never read, the
+    validation pairs only to evaluate (keeping either out of the negative
+    pool would leak their labels into training).
 
     Args:
         model (Recommender): The model.
@@ -264,7 +265,9 @@ class Trainer:
             raise ValueError(f"{type(model).__name__} scores the target "
                              f"only; 'behavior_weights' must be None")
         self.weights = {b: float(w) for b, w in weights.items() if w}
-        heldout = dataset.heldout_index().to(self.device)
+        # Negatives avoid the behavior's train positives only: held-out
+        # pairs are unknown to the model and may be drawn like any item
+        # (excluding them would leak their labels into training).
         self.samplers = {}
         for b in self.weights:
             hard, ratio = None, 0.0
@@ -273,7 +276,7 @@ class Trainer:
                 ratio = self.config.hard_negative_ratio
             self.samplers[b] = NegativeSampler(
                 dataset.num_users, dataset.num_items,
-                dataset.train[b].to(self.device), exclude_index=heldout,
+                dataset.train[b].to(self.device),
                 hard_index=hard, hard_ratio=ratio)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.optimizer = None

@@ -48,14 +48,21 @@ def test_user_without_allowed_items_is_an_error():
 def test_hard_negatives(tiny):
     hard = viewed_not_bought(tiny)
     # viewed: u0-i0, u0-i1, u1-i1, u1-i2, u2-i3; bought: u0-i1, u1-i2,
-    # u2-i0; test u2-i3 is held out.
-    assert sorted(map(tuple, hard.t().tolist())) == [(0, 0), (1, 1)]
-    sampler = NegativeSampler(3, 4, tiny.train['buy'],
-                              exclude_index=tiny.test, hard_index=hard,
+    # u2-i0; the test pair u2-i3 stays a candidate: the model must not
+    # know it (without it, i3 would be the one viewed item never drawn).
+    assert sorted(map(tuple, hard.t().tolist())) == [(0, 0), (1, 1), (2, 3)]
+    sampler = NegativeSampler(3, 4, tiny.train['buy'], hard_index=hard,
                               hard_ratio=1.0)
     neg = sampler.sample(torch.tensor([0, 1, 2] * 50),
                          generator=torch.Generator().manual_seed(0))
     assert (neg[0::3] == 0).all() and (neg[1::3] == 1).all()
-    assert not (neg[2::3] == 0).any()  # u2 has no hard candidate
+    assert (neg[2::3] == 3).all()
+    # an explicit exclusion still applies (u2's only hard candidate gone)
+    sampler = NegativeSampler(3, 4, tiny.train['buy'],
+                              exclude_index=tiny.test, hard_index=hard,
+                              hard_ratio=1.0)
+    neg = sampler.sample(torch.tensor([2] * 50),
+                         generator=torch.Generator().manual_seed(0))
+    assert not (neg == 0).any() and not (neg == 3).any()
     with pytest.raises(ValueError, match="'hard_ratio'"):
         NegativeSampler(3, 4, tiny.train['buy'], hard_ratio=2.0)

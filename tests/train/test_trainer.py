@@ -154,11 +154,15 @@ def test_multi_behavior_weights(small):
                                                       'buy': 1.0})
 
 
-def test_negatives_exclude_heldout(small):
-    trainer = _trainer(small)
+def test_heldout_pairs_stay_in_the_negative_pool(small):
+    # The model must not know which items the users buy later: only train
+    # positives are forbidden, validation and test pairs may be drawn.
+    trainer = _trainer(small, hard_negative_ratio=0.5)
     sampler = trainer.samplers['buy']
     held = small.heldout_index()
-    assert sampler.is_forbidden(held[0], held[1]).all()
+    assert not sampler.is_forbidden(held[0], held[1]).any()
+    train = small.train['buy']
+    assert sampler.is_forbidden(train[0], train[1]).all()
 
 
 def test_hard_negatives_come_from_viewed_not_bought(small):
