@@ -146,7 +146,9 @@ class Recommender(torch.nn.Module):
     @torch.no_grad()
     def score_fn(self, graph: BehaviorGraph) -> Callable[[Tensor], Tensor]:
         r"""A function :obj:`user_index -> scores [B, I]` for evaluation,
-        computing the embeddings once. The users may be on any device; the
+        computing the embeddings once; embeddings and scores are computed in
+        evaluation mode whatever the model's mode, which is left as it was.
+        The users may be on any device; the
         scores are on the graph's. Models with :meth:`score_factors` get a
         :class:`~graphrec.eval.DotProductScores`.
         """
@@ -162,8 +164,17 @@ class Recommender(torch.nn.Module):
                                     factors[1].to(device))
 
         def fn(user_index: Tensor) -> Tensor:
-            with torch.no_grad():
-                return self.score(emb, user_index.to(device))
+            # Scored in evaluation mode whatever mode the model is in when
+            # called (e.g. a trainer validating between epochs): plug-ins
+            # score differently in training (a backdoor conditions on the
+            # pair's own stratum, latent scenarios are sampled).
+            was_training = self.training
+            self.eval()
+            try:
+                with torch.no_grad():
+                    return self.score(emb, user_index.to(device))
+            finally:
+                self.train(was_training)
 
         return fn
 

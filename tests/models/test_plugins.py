@@ -577,3 +577,34 @@ def test_full_model_leave_one_out_follows_the_item_features():
         is False
     assert make(leave_one_out=True, visited_head=False).leave_one_out \
         is False
+
+
+@pytest.mark.parametrize('kwargs', [
+    {'backdoor': 'popularity'},
+    {'backdoor': 'latent', 'scenario_assignment': 'hard'},
+])
+def test_score_fn_scores_in_evaluation_mode(graph, tiny, kwargs):
+    # A trainer validates between epochs with the model in training mode;
+    # the scores must be the evaluation-mode ones (the backdoor adjustment,
+    # not the training formula; no sampled scenarios) and the mode kept.
+    torch.manual_seed(0)
+    model = PluginRecommender(tiny.num_users, tiny.num_items, BEHAVIORS,
+                              backbone='cascade', embedding_dim=8,
+                              num_strata=2, **kwargs)
+    with torch.no_grad():
+        for p in model.backdoor.parameters():
+            p.normal_()
+    users = torch.arange(tiny.num_users)
+    model.eval()
+    with torch.no_grad():
+        expected = model.score(model(graph), users)
+    model.train()
+    fn = model.score_fn(graph)
+    assert model.training
+    first, second = fn(users), fn(users)
+    assert model.training
+    assert torch.allclose(first, expected, atol=1e-6)
+    assert torch.equal(first, second)
+    with torch.no_grad():
+        trained = model.score(model(graph), users)
+    assert not torch.allclose(trained, expected, atol=1e-4)
