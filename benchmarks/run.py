@@ -48,6 +48,10 @@ def main(argv=None):
     parser.add_argument('--epochs', type=int, default=None,
                         help='override the epoch budget (quick checks)')
     parser.add_argument('--no-progress', action='store_true')
+    parser.add_argument('--rerun', action='store_true',
+                        help='run again the runs the results file already '
+                        'holds complete (after a fix of the code; the new '
+                        'rows replace the old ones on the page)')
     parser.add_argument('--report-only', action='store_true',
                         help='train nothing; rewrite the page from the '
                         'JSONL rows (after runs split across processes)')
@@ -84,7 +88,8 @@ def main(argv=None):
         run_grid(chosen, [args.dataset], args.seeds, results,
                  load=lambda name: dataset, progress=not args.no_progress,
                  log=lambda line: print(line, file=sys.stderr, flush=True),
-                 config_file=path.name, threads=torch.get_num_threads())
+                 config_file=path.name, threads=torch.get_num_threads(),
+                 rerun=args.rerun)
 
     # The page lists the config's models in the config's order (runs split
     # across processes append their rows in any order).

@@ -173,7 +173,8 @@ def _done(results: Path) -> Dict[Tuple, dict]:
 def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
              seeds: Sequence[int], results, store=None,
              load: Optional[Callable] = None, progress: bool = True,
-             log: Callable[[str], None] = print, **extra) -> List[dict]:
+             log: Callable[[str], None] = print, rerun: bool = False,
+             **extra) -> List[dict]:
     r"""Runs every spec on every dataset with every seed and returns the
     rows (those run now and those found complete in :obj:`results`).
 
@@ -188,6 +189,10 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
             (default: :func:`graphrec.cli.load_data`)
         progress (bool): Progress bars. (default: :obj:`True`)
         log (Callable): Where one line per run goes. (default: :obj:`print`)
+        rerun (bool): Run again what :obj:`results` already holds complete
+            (after a change of the code rather than of the settings); the
+            new row replaces the old one on the pages. (default:
+            :obj:`False`)
         **extra: Fields added to every row.
     """
     from graphrec.data.transforms import apply_transform
@@ -199,7 +204,7 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
     results = Path(results)
     store = Path(store) if store else results.with_name(
         results.stem + '-per-user')
-    done = _done(results)
+    done = {} if rerun else _done(results)
     evaluator = Evaluator(ks=(10, 20))
     rows = []
     for name in datasets:
@@ -301,8 +306,13 @@ def significance(rows: Sequence[dict], metrics=('hr@10', 'ndcg@10'),
             entry = {'dataset': dataset, 'label': label, 'against': ref,
                      'seeds': len(group)}
             for metric in metrics:
-                _, a = _per_user(group, metric)
-                _, b = _per_user(labels[ref], metric)
+                users_a, a = _per_user(group, metric)
+                users_b, b = _per_user(labels[ref], metric)
+                if not torch.equal(users_a, users_b):
+                    raise ValueError(
+                        f"'{label}' and '{ref}' on '{dataset}' were "
+                        f"evaluated on different users; a paired test "
+                        f"needs the same ones")
                 test = paired_permutation_test(a, b, num_permutations)
                 entry[metric] = test
             out.append(entry)

@@ -412,7 +412,7 @@ def cmd_bench(args) -> int:
                         load=lambda n: _load(args, n),
                         progress=not args.no_progress,
                         log=lambda line: print(line, flush=True),
-                        config_file=config_path.name)
+                        config_file=config_path.name, rerun=args.rerun)
         dataset = rows[0]['dataset'] if rows else Path(name).name
         stem = f'{config_path.stem}-{dataset}'
         notes = [f'Hyperparameters: chosen on validation ({tuned.name}).'
@@ -466,7 +466,7 @@ def cmd_ablate(args) -> int:
                     load=lambda n: _load(args, n),
                     progress=not args.no_progress,
                     log=lambda line: print(line, flush=True),
-                    config_file=config_path.name)
+                    config_file=config_path.name, rerun=args.rerun)
     dataset = rows[0]['dataset']
     stem = f'ablation-{args.model}-{dataset}'
     bars = pages / f'{stem}.png'
@@ -572,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help='JSONL file (default: PAGES/<config>.jsonl)')
         p.add_argument('--threads', type=int, default=None)
         p.add_argument('--no-progress', action='store_true')
+        p.add_argument('--rerun', action='store_true',
+                       help='run again what the results file holds '
+                       'complete (after a fix of the code)')
         add_log_args(p)
 
     p = sub.add_parser('bench', help='models x datasets x seeds: table, '

@@ -36,13 +36,23 @@ def complete(rows: Iterable[Dict]) -> List[Dict]:
 
 def group_rows(rows: Iterable[Dict]) -> OrderedDict[tuple, List[Dict]]:
     r"""Groups the :func:`complete` rows by (dataset, label), keeping the
-    latest row per seed.
+    rows of the latest settings only (the ``spec`` of the group's last row:
+    a smoke run or a changed config replaces the earlier runs instead of
+    joining them) and the latest row per seed.
     """
-    groups: OrderedDict[tuple, Dict] = OrderedDict()
+    groups: OrderedDict[tuple, List[Dict]] = OrderedDict()
     for row in complete(rows):
         key = (row['dataset'], row.get('label') or run_label(row))
-        groups.setdefault(key, {})[row.get('seed')] = row
-    return OrderedDict((k, list(v.values())) for k, v in groups.items())
+        groups.setdefault(key, []).append(row)
+    out: OrderedDict[tuple, List[Dict]] = OrderedDict()
+    for key, group in groups.items():
+        spec = group[-1].get('spec')
+        seeds: Dict = {}
+        for row in group:
+            if row.get('spec') == spec:
+                seeds[row.get('seed')] = row
+        out[key] = list(seeds.values())
+    return out
 
 
 def markdown_table(rows: Iterable[Dict], metrics: Sequence[str],

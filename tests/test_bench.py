@@ -180,6 +180,62 @@ def test_significance_uses_the_latest_run_per_seed(config, tmp_path):
     assert significance(rows[:4]) != [entry]
 
 
+def test_tables_keep_the_latest_settings_only(config, tmp_path):
+    # Three seeds of one setting, then one seed of another (a smoke run or
+    # a changed config): the label's figures are the new run's alone.
+    from graphrec.report import group_rows, markdown_table
+    _, specs, _ = load_config(config, 'synthetic')
+    results = tmp_path / 'rows.jsonl'
+    run_grid([specs['mf']], ['synthetic'], [0, 1, 2], results,
+             progress=False)
+    specs['mf'].train['lr'] = 0.05
+    (new, ) = run_grid([specs['mf']], ['synthetic'], [0], results,
+                       progress=False)
+    rows = read_jsonl(results)
+    (group, ) = group_rows(rows).values()
+    assert [r['spec'] for r in group] == [new['spec']]
+    assert group[0]['metrics'] == new['metrics']
+    assert '| synthetic | mf | 1 |' in markdown_table(rows, ['hr@10'])
+    # the earlier settings alone still make a table of three seeds
+    (old, ) = group_rows(rows[:3]).values()
+    assert len(old) == 3
+
+
+def test_rerun_runs_complete_runs_again(config, tmp_path):
+    _, specs, _ = load_config(config, 'synthetic')
+    results = tmp_path / 'rows.jsonl'
+    lines = []
+    first = run_grid([specs['mf']], ['synthetic'], [0], results,
+                     progress=False, log=lines.append)
+    run_grid([specs['mf']], ['synthetic'], [0], results, progress=False,
+             log=lines.append)
+    assert len(lines) == 1
+    again = run_grid([specs['mf']], ['synthetic'], [0], results,
+                     progress=False, log=lines.append, rerun=True)
+    assert len(lines) == 2 and len(read_jsonl(results)) == 2
+    # same code, same seed: the same figures
+    assert again[0]['metrics'] == first[0]['metrics']
+
+
+def test_significance_needs_the_same_users(config, tmp_path):
+    import torch
+
+    from graphrec.bench import significance
+    from graphrec.train.records import atomic_torch_save
+
+    _, specs, _ = load_config(config, 'synthetic')
+    results = tmp_path / 'rows.jsonl'
+    run_grid([specs['pop'], specs['mf']], ['synthetic'], [0], results,
+             progress=False)
+    rows = read_jsonl(results)
+    path = Path(rows[1]['per_user_file'])
+    data = load_checkpoint(path)
+    data['user'] = torch.flip(data['user'], [0])
+    atomic_torch_save(data, path)
+    with pytest.raises(ValueError, match='evaluated on different users'):
+        significance(read_jsonl(results))
+
+
 def test_bench_and_ablate_commands_write_pages(config, tmp_path, capsys):
     pages = tmp_path / 'pages'
     code = main(['bench', '--config', str(config), '--datasets',
