@@ -293,6 +293,9 @@ def _refit(model, dataset, model_kwargs, config, evaluator, fit, out_dir,
 def _selection(net, config, dataset, fit, extra) -> str:
     if not net.trainable:
         return 'no training'
+    if dataset.valid is None:
+        return ('no validation pairs: the last epoch, nothing chosen on '
+                'validation')
     if 'rerank' in extra:
         return ('best validation epoch, trained without the validation '
                 'pairs; re-ranker fitted on the validation pairs (its '

@@ -505,3 +505,14 @@ def test_refit_replays_the_validation_hooks_before_the_best_epoch():
     with pytest.raises(ValueError, match="'replay_validations' must be a "
                        "list of \\(epoch > 0, improved: bool\\) pairs"):
         TrainConfig(replay_validations=[(0, True)])
+
+
+def test_run_without_validation_says_nothing_was_chosen_on_it():
+    from graphrec.train import run_experiment
+    data = make_synthetic(num_users=40, num_items=30, seed=2)
+    assert data.valid is None
+    cfg = TrainConfig(epochs=2, batch_size=128, lr=0.02, progress=False)
+    row = run_experiment('mf', data, {'embedding_dim': 8}, cfg)
+    assert row['selection'].startswith('no validation pairs: the last '
+                                       'epoch')
+    assert 'best validation' not in row['selection']
