@@ -197,7 +197,11 @@ class UserKNN(Recommender):
     with :math:`x_u` the set of items :math:`u` interacted with in
     :obj:`behaviors` (binary), :math:`N_k(u)` the :math:`k` users
     :math:`v \neq u` with the largest cosine (ties at the :math:`k`-th
-    broken by user id, the lower first, on every device) and
+    broken by user id, the lower first; the cosines are compared as
+    computed in float32, so two equal ones that round differently, e.g.
+    :math:`1/\sqrt{2n}` and :math:`3/\sqrt{18n}`, are not a tie, and a
+    device whose square root rounds differently may split them
+    differently; :class:`ItemKNN` compares exact keys) and
     :math:`y_{vi}` whether :math:`v` did the target on :math:`i`. Ties in
     the scores are left to the evaluator (pessimistic there).
 
@@ -273,7 +277,7 @@ class UserKNN(Recommender):
         sim[user, torch.arange(user.numel(), device=sim.device)] = 0.0
         k = min(self.k, max(self.num_users - 1, 1))
         # Everyone above the k-th largest similarity, then the users tied
-        # with it by id (the lower first) until k: the same on every device.
+        # with it by id (the lower first) until k (ties as computed).
         kth = sim.topk(k, dim=0).values[-1:]                 # [1, b]
         above = sim > kth
         tied = sim == kth
