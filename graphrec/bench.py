@@ -223,6 +223,14 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
                                      'seed': seed, 'progress': progress})
                 per_user = store / f'{data.name}-{spec.label}-{key_spec}-s' \
                     f'{seed}.pt'
+                # A rerun keeps the earlier run's per-user file (its row
+                # still points at it) and writes beside it.
+                again = 1
+                while rerun and per_user.exists():
+                    per_user = per_user.with_name(
+                        f'{data.name}-{spec.label}-{key_spec}-s{seed}-'
+                        f'rerun{again}.pt')
+                    again += 1
                 row = run_experiment(spec.model, data, spec.kwargs, cfg,
                                      evaluator=evaluator,
                                      results=str(results),

@@ -215,6 +215,10 @@ def test_rerun_runs_complete_runs_again(config, tmp_path):
     assert len(lines) == 2 and len(read_jsonl(results)) == 2
     # same code, same seed: the same figures
     assert again[0]['metrics'] == first[0]['metrics']
+    # the earlier row keeps its own per-user file
+    old, new = (Path(r['per_user_file']) for r in read_jsonl(results))
+    assert old != new and old.exists() and new.exists()
+    assert new.name.endswith('-s0-rerun1.pt')
 
 
 def test_significance_needs_the_same_users(config, tmp_path):
