@@ -505,8 +505,10 @@ def bench_page(rows: Sequence[dict], pages, stem: str, title: str,
                 'Sign-flip permutation test on per-user test metrics '
                 '(averaged over seeds) against ' +
                 (f'`{against}`' if against else
-                 'the strongest baseline by mean HR@10') +
-                '; runs without per-user files are left out.', '',
+                 'the strongest baseline by mean test HR@10 (picked on '
+                 'test, which can only make the comparison harder)') +
+                '; runs without per-user files are left out; p-values are '
+                'not corrected for the number of rows compared.', '',
                 significance_table(significance(rows, against=against)), '']
     path = pages / f'{stem}.md'
     write_page(path, title, command, rows, notes=notes,
