@@ -184,7 +184,50 @@ class AuxiliaryReranker(Recommender):
 
 
 
-class UserKNN(Recommender):
+class _Neighbourhood(Recommender):
+    # Shared by the k-nearest-neighbour models: the arguments, scoring in
+    # sub-chunks of users within a memory budget, and the representation.
+    # Subclasses give _score_chunk(emb, user) -> [b, I] and _width, the
+    # entries per user of their largest intermediate.
+    trainable = False
+    decomposable = False
+    memory_budget: int = 1 << 25
+
+    def __init__(self, num_users: int, num_items: int,
+                 behaviors: Union[str, Sequence[str]] = 'all', k: int = 100):
+        super().__init__(num_users, num_items)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"'k' must be an int >= 1 (got {k!r})")
+        self.behaviors, self.k = behaviors, k
+
+    def score(self, emb: Dict[str, Tensor], user_index: Tensor,
+              item_index: Optional[Tensor] = None) -> Tensor:
+        r"""Scores of users :obj:`[B]` for all items :obj:`[B, I]`, or for
+        the given items :obj:`[B]` or :obj:`[B, K]`.
+        """
+        device = emb['x'].device
+        user = user_index.to(device, torch.long)
+        # A sub-chunk's intermediate stays within a fixed budget whatever
+        # chunk the caller passes.
+        step = max(1, self.memory_budget // max(self._width, 1))
+        scores = torch.cat([self._score_chunk(emb, user[s:s + step])
+                            for s in range(0, user.numel(), step)]) \
+            if user.numel() else torch.zeros(0, self.num_items,
+                                             device=device)
+        if item_index is None:
+            return scores
+        item_index = item_index.to(scores.device, torch.long)
+        if item_index.dim() == 1:
+            return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
+        return scores.gather(1, item_index)
+
+    def extra_repr(self) -> str:
+        r"""Adds the behaviors and :math:`k` to the base representation."""
+        return (f'{super().extra_repr()}, behaviors={self.behaviors!r}, '
+                f'k={self.k}')
+
+
+class UserKNN(_Neighbourhood):
     r"""User-based collaborative filtering (no training): a user's score for
     an item sums the target interactions of her :obj:`k` most similar
     users,
@@ -217,15 +260,12 @@ class UserKNN(Recommender):
             (default: :obj:`'all'`)
         k (int): Neighbours per user. (default: :obj:`100`)
     """
-    trainable = False
-    decomposable = False
+    #: Most similarity entries :math:`U \cdot b` computed at once.
+    memory_budget: int = 1 << 25
 
-    def __init__(self, num_users: int, num_items: int,
-                 behaviors: Union[str, Sequence[str]] = 'all', k: int = 100):
-        super().__init__(num_users, num_items)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"'k' must be an int >= 1 (got {k!r})")
-        self.behaviors, self.k = behaviors, k
+    @property
+    def _width(self) -> int:
+        return self.num_users  # the [U, b] similarities of a sub-chunk
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
         r"""The binary user-item matrix :math:`X` of :obj:`behaviors`
@@ -246,29 +286,6 @@ class UserKNN(Recommender):
                 'y_t': _csr(y.flip(0), n_items, n_users),
                 'inv_norm': degree.clamp(min=1).rsqrt()}
 
-    def score(self, emb: Dict[str, Tensor], user_index: Tensor,
-              item_index: Optional[Tensor] = None) -> Tensor:
-        r"""Scores of users :obj:`[B]` for all items :obj:`[B, I]`, or for
-        the given items :obj:`[B]` or :obj:`[B, K]`.
-        """
-        inv = emb['inv_norm']
-        user = user_index.to(inv.device, torch.long)
-        # The [U, b] similarities of a sub-chunk stay within a fixed budget
-        # whatever chunk the caller passes.
-        step = max(1, self.memory_budget // max(self.num_users, 1))
-        scores = torch.cat([self._score_chunk(emb, user[s:s + step])
-                            for s in range(0, user.numel(), step)]) \
-            if user.numel() else inv.new_zeros(0, self.num_items)
-        if item_index is None:
-            return scores
-        item_index = item_index.to(scores.device, torch.long)
-        if item_index.dim() == 1:
-            return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
-        return scores.gather(1, item_index)
-
-    #: Most similarity entries :math:`U \cdot b` computed at once.
-    memory_budget: int = 1 << 25
-
     def _score_chunk(self, emb: Dict[str, Tensor], user: Tensor) -> Tensor:
         inv = emb['inv_norm']
         rows = emb['x'].index_select(0, user).to_dense()    # [b, I]
@@ -286,13 +303,8 @@ class UserKNN(Recommender):
         weight = sim * keep
         return (emb['y_t'] @ weight).t()                     # [b, I]
 
-    def extra_repr(self) -> str:
-        r"""Adds the behaviors and :math:`k` to the base representation."""
-        return (f'{super().extra_repr()}, behaviors={self.behaviors!r}, '
-                f'k={self.k}')
 
-
-class ItemKNN(Recommender):
+class ItemKNN(_Neighbourhood):
     r"""Item-based collaborative filtering (no training; Sarwar et al., WWW
     2001; Deshpande and Karypis, TOIS 2004): a user's score for an item
     sums its similarities to the items of her profile, each item keeping
@@ -327,22 +339,16 @@ class ItemKNN(Recommender):
         >>> model = ItemKNN(num_users=3, num_items=4, k=2)
         >>> scores = model.score(model(graph), torch.tensor([0, 1]))  # [2, 4]
     """
-    trainable = False
-    decomposable = False
-
-    def __init__(self, num_users: int, num_items: int,
-                 behaviors: Union[str, Sequence[str]] = 'all', k: int = 100):
-        super().__init__(num_users, num_items)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"'k' must be an int >= 1 (got {k!r})")
-        self.behaviors, self.k = behaviors, k
-
     #: Most entries held at once: item-item co-occurrences of an item
     #: chunk (at most :math:`c \cdot I`) in :meth:`forward`, scores
     #: :math:`b \cdot I` of a user chunk in :meth:`score`. Smaller than
     #: :class:`UserKNN`'s: a co-occurrence carries its ids, overlap, key
     #: and sort orders (about 50 bytes).
     memory_budget: int = 1 << 22
+
+    @property
+    def _width(self) -> int:
+        return self.num_items  # the dense [b, I] scores of a sub-chunk
 
     def forward(self, graph: BehaviorGraph) -> Dict[str, Tensor]:
         r"""The binary user-item matrix :math:`X` of :obj:`behaviors`
@@ -404,31 +410,6 @@ class ItemKNN(Recommender):
         sim = overlap / (count[j] * count[i]).sqrt()
         return torch.stack([j, i]), sim.float()
 
-    def score(self, emb: Dict[str, Tensor], user_index: Tensor,
-              item_index: Optional[Tensor] = None) -> Tensor:
-        r"""Scores of users :obj:`[B]` for all items :obj:`[B, I]`, or for
-        the given items :obj:`[B]` or :obj:`[B, K]`.
-        """
-        sim = emb['sim']
-        user = user_index.to(sim.device, torch.long)
-        # The dense [b, I] scores of a sub-chunk stay within a fixed budget
-        # whatever chunk the caller passes.
-        step = max(1, self.memory_budget // self.num_items)
-        scores = torch.cat([self._score_chunk(emb, user[s:s + step])
-                            for s in range(0, user.numel(), step)]) \
-            if user.numel() else sim.values().new_zeros(0, self.num_items)
-        if item_index is None:
-            return scores
-        item_index = item_index.to(scores.device, torch.long)
-        if item_index.dim() == 1:
-            return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
-        return scores.gather(1, item_index)
-
     def _score_chunk(self, emb: Dict[str, Tensor], user: Tensor) -> Tensor:
         rows = emb['x'].index_select(0, user).coalesce().to_sparse_csr()
         return (rows @ emb['sim']).to_dense()                # [b, I]
-
-    def extra_repr(self) -> str:
-        r"""Adds the behaviors and :math:`k` to the base representation."""
-        return (f'{super().extra_repr()}, behaviors={self.behaviors!r}, '
-                f'k={self.k}')
