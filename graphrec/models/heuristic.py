@@ -13,6 +13,17 @@ from graphrec.models.base import Recommender
 from graphrec.nn.visited import _csr
 
 
+def _select(scores: Tensor, item_index: Optional[Tensor]) -> Tensor:
+    # All-item scores [B, I] as they are, or those of the given items [B]
+    # or [B, K].
+    if item_index is None:
+        return scores
+    item_index = item_index.to(scores.device, torch.long)
+    if item_index.dim() == 1:
+        return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
+    return scores.gather(1, item_index)
+
+
 class ItemPopularity(Recommender):
     r"""Scores every item by its number of train interactions of
     :obj:`behavior`, the same list for every user.
@@ -171,11 +182,7 @@ class AuxiliaryReranker(Recommender):
         keep = row >= 0
         scores.index_put_((row[keep], emb['pairs'][1][keep]),
                           emb['bonus'][keep], accumulate=True)
-        if item_index is None:
-            return scores
-        if item_index.dim() == 1:
-            return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
-        return scores.gather(1, item_index)
+        return _select(scores, item_index)
 
     def extra_repr(self) -> str:
         r"""Adds the item prior to the base representation."""
@@ -214,12 +221,7 @@ class _Neighbourhood(Recommender):
                             for s in range(0, user.numel(), step)]) \
             if user.numel() else torch.zeros(0, self.num_items,
                                              device=device)
-        if item_index is None:
-            return scores
-        item_index = item_index.to(scores.device, torch.long)
-        if item_index.dim() == 1:
-            return scores.gather(1, item_index.unsqueeze(-1)).squeeze(-1)
-        return scores.gather(1, item_index)
+        return _select(scores, item_index)
 
     def extra_repr(self) -> str:
         r"""Adds the behaviors and :math:`k` to the base representation."""
