@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from published import published_table
 
-from graphrec.bench import bench_page, load_config, run_grid
+from graphrec.bench import bench_page, load_config, rerun_since, run_grid
 from graphrec.cli import load_data
 from graphrec.train.records import read_jsonl
 
@@ -48,10 +48,13 @@ def main(argv=None):
     parser.add_argument('--epochs', type=int, default=None,
                         help='override the epoch budget (quick checks)')
     parser.add_argument('--no-progress', action='store_true')
-    parser.add_argument('--rerun', action='store_true',
+    parser.add_argument('--rerun', nargs='?', const='now', default=None,
+                        metavar='TIME',
                         help='run again the runs the results file already '
                         'holds complete (after a fix of the code; the new '
-                        'rows replace the old ones on the page)')
+                        'rows replace the old ones on the page); with an '
+                        'ISO time, only the runs written before it, which '
+                        'resumes an interrupted rerun')
     parser.add_argument('--report-only', action='store_true',
                         help='train nothing; rewrite the page from the '
                         'JSONL rows (after runs split across processes)')
@@ -89,7 +92,8 @@ def main(argv=None):
                  load=lambda name: dataset, progress=not args.no_progress,
                  log=lambda line: print(line, file=sys.stderr, flush=True),
                  config_file=path.name, threads=torch.get_num_threads(),
-                 rerun=args.rerun)
+                 rerun=rerun_since(args.rerun, log=lambda line: print(
+                     line, file=sys.stderr, flush=True)))
 
     # The page lists the config's models in the config's order (runs split
     # across processes append their rows in any order).

@@ -32,14 +32,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from graphrec.report import complete, group_rows, markdown_table, mean_std
 
-__all__ = ['RunSpec', 'load_config', 'run_grid', 'significance',
+__all__ = ['RunSpec', 'load_config', 'run_grid', 'rerun_since', 'significance',
            'ablation_specs', 'plot_bars', 'plot_curves', 'plot_groups',
            'bench_page']
 
@@ -162,6 +163,33 @@ def _check_tuned(state: dict, label: str, kwargs: dict, train: dict,
                          f"delete the file and run benchmarks/tune.py again")
 
 
+def rerun_since(value: Optional[str],
+                log: Callable[[str], None] = print) -> Union[bool, str]:
+    r"""The :obj:`rerun` argument of :func:`run_grid` for a command line's
+    ``--rerun [TIME]``: :obj:`False` without the flag, the given ISO time,
+    or for the bare flag the time now, which is logged with the way to
+    resume an interrupted rerun.
+    """
+    if value is None:
+        return False
+    if value != 'now':
+        return _as_time(value, '--rerun').isoformat()
+    now = datetime.now(timezone.utc).isoformat()
+    log(f'rerunning the runs written before {now}; after an interruption, '
+        f'--rerun {now} resumes without running again what is done')
+    return now
+
+
+def _as_time(value, what: str) -> datetime:
+    r"""An ISO time as an aware datetime (UTC when no zone is given)."""
+    try:
+        time = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"'{what}' expects an ISO time such as "
+                         f"'2026-12-03T10:30+00:00', got '{value}'") from None
+    return time if time.tzinfo else time.replace(tzinfo=timezone.utc)
+
+
 def _done(results: Path) -> Dict[Tuple, dict]:
     from graphrec.train.records import read_jsonl
     if not results.exists():
@@ -173,8 +201,8 @@ def _done(results: Path) -> Dict[Tuple, dict]:
 def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
              seeds: Sequence[int], results, store=None,
              load: Optional[Callable] = None, progress: bool = True,
-             log: Callable[[str], None] = print, rerun: bool = False,
-             **extra) -> List[dict]:
+             log: Callable[[str], None] = print,
+             rerun: Union[bool, str] = False, **extra) -> List[dict]:
     r"""Runs every spec on every dataset with every seed and returns the
     rows (those run now and those found complete in :obj:`results`).
 
@@ -189,10 +217,13 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
             (default: :func:`graphrec.cli.load_data`)
         progress (bool): Progress bars. (default: :obj:`True`)
         log (Callable): Where one line per run goes. (default: :obj:`print`)
-        rerun (bool): Run again what :obj:`results` already holds complete
-            (after a change of the code rather than of the settings); the
-            new row replaces the old one on the pages. (default:
-            :obj:`False`)
+        rerun (bool or str): Run again what :obj:`results` already holds
+            complete (after a change of the code rather than of the
+            settings); the new row replaces the old one on the pages. An
+            ISO time (``'2026-12-03T10:30+00:00'``) reruns only the runs
+            whose latest row was written before it, so an interrupted rerun
+            resumes where it stopped when called again with the same time.
+            (default: :obj:`False`)
         **extra: Fields added to every row.
     """
     from graphrec.data.transforms import apply_transform
@@ -204,7 +235,11 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
     results = Path(results)
     store = Path(store) if store else results.with_name(
         results.stem + '-per-user')
-    done = {} if rerun else _done(results)
+    done = _done(results)
+    if rerun:
+        since = None if rerun is True else _as_time(rerun, 'rerun')
+        done = {k: r for k, r in done.items() if since is not None
+                and r.get('time') and _as_time(r['time'], 'time') >= since}
     evaluator = Evaluator(ks=(10, 20))
     rows = []
     for name in datasets:

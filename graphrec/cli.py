@@ -391,12 +391,13 @@ def cmd_bench(args) -> int:
     against the strongest baseline, bar and training-curve plots, per
     dataset. Complete runs already in the results file are not run again.
     """
-    from graphrec.bench import bench_page, load_config, run_grid
+    from graphrec.bench import bench_page, load_config, rerun_since, run_grid
     if args.threads:
         torch.set_num_threads(args.threads)
     config_path = Path(args.config)
     pages, results = _bench_outputs(args, config_path.stem)
     command = 'graphrec ' + shlex.join(args.argv)
+    rerun = rerun_since(args.rerun)
     for name in args.datasets:
         _, specs, tuned = load_config(config_path, name)
         labels = args.models or list(specs)
@@ -412,7 +413,7 @@ def cmd_bench(args) -> int:
                         load=lambda n: _load(args, n),
                         progress=not args.no_progress,
                         log=lambda line: print(line, flush=True),
-                        config_file=config_path.name, rerun=args.rerun)
+                        config_file=config_path.name, rerun=rerun)
         dataset = rows[0]['dataset'] if rows else Path(name).name
         stem = f'{config_path.stem}-{dataset}'
         notes = [f'Hyperparameters: chosen on validation ({tuned.name}).'
@@ -435,6 +436,7 @@ def cmd_ablate(args) -> int:
         load_config,
         plot_bars,
         plot_groups,
+        rerun_since,
         run_grid,
         significance,
         significance_table,
@@ -466,7 +468,8 @@ def cmd_ablate(args) -> int:
                     load=lambda n: _load(args, n),
                     progress=not args.no_progress,
                     log=lambda line: print(line, flush=True),
-                    config_file=config_path.name, rerun=args.rerun)
+                    config_file=config_path.name,
+                    rerun=rerun_since(args.rerun))
     dataset = rows[0]['dataset']
     stem = f'ablation-{args.model}-{dataset}'
     bars = pages / f'{stem}.png'
@@ -572,9 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help='JSONL file (default: PAGES/<config>.jsonl)')
         p.add_argument('--threads', type=int, default=None)
         p.add_argument('--no-progress', action='store_true')
-        p.add_argument('--rerun', action='store_true',
+        p.add_argument('--rerun', nargs='?', const='now', default=None,
+                       metavar='TIME',
                        help='run again what the results file holds '
-                       'complete (after a fix of the code)')
+                       'complete (after a fix of the code); with an ISO '
+                       'time, only runs written before it (resumes an '
+                       'interrupted rerun)')
         add_log_args(p)
 
     p = sub.add_parser('bench', help='models x datasets x seeds: table, '

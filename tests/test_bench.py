@@ -221,6 +221,32 @@ def test_rerun_runs_complete_runs_again(config, tmp_path):
     assert new.name.endswith('-s0-rerun1.pt')
 
 
+def test_an_interrupted_rerun_resumes(config, tmp_path):
+    from graphrec.bench import rerun_since
+
+    _, specs, _ = load_config(config, 'synthetic')
+    results = tmp_path / 'rows.jsonl'
+    lines = []
+    run_grid([specs['mf']], ['synthetic'], [0, 1], results, progress=False,
+             log=lines.append)
+    logged = []
+    since = rerun_since('now', log=logged.append)
+    assert f'--rerun {since}' in logged[0]
+    # a rerun that stopped after seed 0 ...
+    run_grid([specs['mf']], ['synthetic'], [0], results, progress=False,
+             log=lines.append, rerun=since)
+    assert len(lines) == 3
+    # ... resumed with the same time runs seed 1 only
+    rows = run_grid([specs['mf']], ['synthetic'], [0, 1], results,
+                    progress=False, log=lines.append, rerun=since)
+    assert len(lines) == 4 and 'seed 1' in lines[-1]
+    assert len(read_jsonl(results)) == 4
+    assert all(r['time'] >= since for r in rows)
+    assert rerun_since(None) is False
+    with pytest.raises(ValueError, match="'--rerun' expects an ISO time"):
+        rerun_since('yesterday')
+
+
 def test_significance_needs_the_same_users(config, tmp_path):
     import torch
 
