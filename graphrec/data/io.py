@@ -769,8 +769,8 @@ def read_event_log(path: PathLike, user_col: str = 'user',
                    test: Optional[PathLike] = None,
                    sep: Optional[str] = None, name: Optional[str] = None,
                    duplicates: str = 'drop',
-                   ignore_unknown_behaviors: bool = False
-                   ) -> MultiBehaviorDataset:
+                   ignore_unknown_behaviors: bool = False,
+                   drop_later: bool = True) -> MultiBehaviorDataset:
     r"""Reads an event log into a :class:`MultiBehaviorDataset`.
 
     The log is a table with a header row and one interaction a row.
@@ -786,6 +786,13 @@ def read_event_log(path: PathLike, user_col: str = 'user',
     case by file order) is held out as test, and :obj:`info['split']` says
     so. A (user, item) pair repeated within a behavior keeps its first
     occurrence (and that occurrence's time) under ``duplicates='drop'``.
+
+    With a time column, the held-out purchase is the user's present: her
+    events of any behavior after it are removed from train under
+    :obj:`drop_later` (counted in :obj:`info['split']['later_removed']`),
+    since a view of the item after she bought it would tell the model the
+    answer. Events at the same time as the purchase stay (the view that led
+    to it is usually logged in the same second).
 
     Args:
         path (str or Path): A ``.csv``, ``.tsv`` or ``.parquet`` file (any
@@ -809,6 +816,9 @@ def read_event_log(path: PathLike, user_col: str = 'user',
         ignore_unknown_behaviors (bool): Skip rows whose behavior is not in
             :obj:`behaviors` (counted in :obj:`info`) instead of raising.
             (default: :obj:`False`)
+        drop_later (bool): Remove each user's train events later than her
+            held-out purchase (needs :obj:`time_col`; without a
+            :obj:`test` file only). (default: :obj:`True`)
 
     Raises:
         ValueError: A bad argument (e.g. :obj:`behaviors` missing).
@@ -905,6 +915,18 @@ def read_event_log(path: PathLike, user_col: str = 'user',
                            else f'time column {time_col!r}'),
                  'min_target_interactions': 2, 'test': int(held.size),
                  'users_with_one_target': single}
+        if t is not None and drop_later:
+            # Each user's present is her held-out purchase; later events
+            # of hers are the future (users without one keep everything).
+            present = np.full(num_users, np.inf)
+            present[u[held]] = t[held]
+            later = {}
+            for b in behaviors:
+                kept = rows_of[b]
+                future = t[kept] > present[u[kept]]
+                later[b] = int(future.sum())
+                rows_of[b] = kept[~future]
+            split['later_removed'] = later
         if held.size == 0:
             warnings.warn(f'{path}: no user has two or more {target!r} '
                           f'interactions, so the test set is empty',

@@ -44,6 +44,9 @@ def carve_validation(dataset: MultiBehaviorDataset, seed: int = 0,
     single train target interaction keep it, so that no user loses all
     training signal. By default only the target behavior changes; the moved
     pairs stay in the auxiliary behaviors, as they would at serving time.
+    With timestamps, the user's events after the validation purchase stay
+    too: one model serves validation and test, and they are the past of the
+    test purchase (its views before it, above all).
 
     Validation must look like test. Where the test pairs were removed from
     the users' auxiliary behaviors too (retailrocket's release: no test item

@@ -423,7 +423,38 @@ def test_event_log_string_ids_and_last_target_by_time(tmp_path):
     assert ds.info['split'] == {
         'method': 'last target interaction per user',
         'order': "time column 'ts'", 'min_target_interactions': 2,
-        'test': 2, 'users_with_one_target': 1}
+        'test': 2, 'users_with_one_target': 1,
+        'later_removed': {'view': 0, 'cart': 0, 'buy': 0}}
+
+
+def test_event_log_removes_events_after_the_heldout_purchase(tmp_path):
+    later = EVENTS + (
+        'alice,x,cart,10\n'   # after her held-out buy of x (t=9): future
+        'alice,w,view,12\n'   # future too
+        'carol,w,view,8\n'    # the same second as her held-out buy: kept
+        'bob,w,view,100\n')   # bob has no held-out buy: kept
+    path = write(tmp_path / 'events.csv', later)
+    ds = read_event_log(path, time_col='ts',
+                        behaviors=['view', 'cart', 'buy'])
+    assert edges(ds, 'view') == {('bob', 'y'), ('alice', 'x'),
+                                 ('carol', 'w'), ('bob', 'w')}
+    assert edges(ds, 'cart') == {('carol', 'x')}
+    assert ds.info['split']['later_removed'] == {'view': 1, 'cart': 1,
+                                                 'buy': 0}
+    # the test pairs and the train purchases are those of the plain log
+    plain = read_event_log(write(tmp_path / 'plain.csv', EVENTS),
+                           time_col='ts', behaviors=['view', 'cart', 'buy'])
+    def test_pairs(d):
+        return {(d.user_ids[u], d.item_ids[i]) for u, i in d.test.t().tolist()}
+
+    assert test_pairs(ds) == test_pairs(plain) == {('alice', 'x'),
+                                                   ('carol', 'y')}
+    assert edges(ds, 'buy') == edges(plain, 'buy')
+    kept = read_event_log(path, time_col='ts',
+                          behaviors=['view', 'cart', 'buy'], drop_later=False)
+    assert ('alice', 'w') in edges(kept, 'view')
+    assert edges(kept, 'cart') == {('carol', 'x'), ('alice', 'x')}
+    assert 'later_removed' not in kept.info['split']
 
 
 def test_event_log_last_target_by_file_order(tmp_path):
