@@ -260,11 +260,12 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
                     f'{seed}.pt'
                 # A rerun keeps the earlier run's per-user file (its row
                 # still points at it) and writes beside it.
-                again = 1
+                # (An ablation's label has a '/': its files sit in a
+                # folder named after the model.)
+                first, again = per_user, 1
                 while rerun and per_user.exists():
-                    per_user = per_user.with_name(
-                        f'{data.name}-{spec.label}-{key_spec}-s{seed}-'
-                        f'rerun{again}.pt')
+                    per_user = first.with_name(
+                        f'{first.stem}-rerun{again}.pt')
                     again += 1
                 row = run_experiment(spec.model, data, spec.kwargs, cfg,
                                      evaluator=evaluator,

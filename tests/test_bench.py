@@ -201,8 +201,12 @@ def test_tables_keep_the_latest_settings_only(config, tmp_path):
     assert len(old) == 3
 
 
-def test_rerun_runs_complete_runs_again(config, tmp_path):
+@pytest.mark.parametrize('label', ['mf', 'mf/an_ablation'])
+def test_rerun_runs_complete_runs_again(config, tmp_path, label):
+    from dataclasses import replace
     _, specs, _ = load_config(config, 'synthetic')
+    # an ablation's label has a '/' (its per-user files sit in a folder)
+    specs['mf'] = replace(specs['mf'], label=label)
     results = tmp_path / 'rows.jsonl'
     lines = []
     first = run_grid([specs['mf']], ['synthetic'], [0], results,
@@ -222,6 +226,8 @@ def test_rerun_runs_complete_runs_again(config, tmp_path):
 
 
 def test_an_interrupted_rerun_resumes(config, tmp_path):
+    from datetime import datetime
+
     from graphrec.bench import rerun_since
 
     _, specs, _ = load_config(config, 'synthetic')
@@ -241,7 +247,8 @@ def test_an_interrupted_rerun_resumes(config, tmp_path):
                     progress=False, log=lines.append, rerun=since)
     assert len(lines) == 4 and 'seed 1' in lines[-1]
     assert len(read_jsonl(results)) == 4
-    assert all(r['time'] >= since for r in rows)
+    assert all(datetime.fromisoformat(r['time']) >= datetime.fromisoformat(
+        since) for r in rows)
     assert rerun_since(None) is False
     with pytest.raises(ValueError, match="'--rerun' expects an ISO time"):
         rerun_since('yesterday')

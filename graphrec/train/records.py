@@ -301,8 +301,8 @@ def run_row(**fields: Any) -> Dict[str, Any]:
     git revision.
     """
     row = {
-        'time': datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec='seconds'),
+        # to the microsecond: `--rerun TIME` tells rows before and after
+        'time': datetime.datetime.now(datetime.timezone.utc).isoformat(),
         'command': ' '.join(sys.argv),
         'versions': versions(),
         'git': git_revision(),
