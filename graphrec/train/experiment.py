@@ -190,7 +190,10 @@ def _rerank_config(rerank, dataset, config):
     if unknown:
         raise ValueError(f"'rerank' has unknown field(s) {unknown}; the "
                          f"fields are {fields}")
-    out = RerankConfig(**rerank)
+    # The re-ranker's folds, shuffles and initialisation follow the run's
+    # seed unless :obj:`rerank` fixes one, so that the spread over seeds
+    # holds the second stage's share.
+    out = RerankConfig(**{'seed': config.seed, **rerank})
     if config.refit or dataset.valid is None:
         raise ValueError("'rerank' fits on the validation pairs, so the "
                          "model must be trained without them: it needs a "

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphrec.data.dataset import pair_keys
 from graphrec.data.graph import BehaviorGraph
 from graphrec.nn.rerank import (
     CandidateFeatures,
@@ -49,13 +50,15 @@ class RerankConfig:
             none. (default: :obj:`2`)
         chunk_size (int): Users whose candidates are built at once.
             (default: :obj:`512`)
-        seed (int): Seed of the folds, the shuffles and the initialisation.
-            (default: :obj:`0`)
+        seed (int): Seed of the folds, the shuffles and the initialisation;
+            :func:`~graphrec.train.run_experiment` gives it the run's seed
+            unless set. (default: :obj:`0`)
         merge_validation (bool): In :func:`~graphrec.train.run_experiment`,
             build the test candidates, their features and the first-stage
             scores on the train graph with the validation pairs put back
-            (all the history known before the test purchase, as the fitting
-            pairs had theirs), rather than on the first stage's train graph.
+            (the user's whole train history, as each fitting pair had the
+            rest of its user's; before it in time only for a split by time),
+            rather than on the first stage's train graph.
             On tmall this scored higher in a nested validation (a first
             stage and re-ranker fitted inside train minus validation, scored
             on the validation pairs with either graph).
@@ -143,6 +146,29 @@ class Reranked:
     seconds: float
 
 
+def softmax_rows(user: Tensor, item: Tensor, cand_item: Tensor,
+                 cand_valid: Tensor, held: Tensor,
+                 num_items: int) -> tuple:
+    r"""The classes of each held-out pair's softmax: her valid candidates
+    less her other held-out items (positives, not negatives), and the
+    position of the pair's item among them (-1 where it is no candidate).
+
+    Args:
+        user (Tensor): The pairs' users :obj:`[B]`.
+        item (Tensor): The pairs' items :obj:`[B]`.
+        cand_item (Tensor): Their users' candidates :obj:`[B, C]`.
+        cand_valid (Tensor): Which candidate slots are real :obj:`[B, C]`.
+        held (Tensor): Sorted unique keys ``user * num_items + item`` of
+            every held-out pair.
+        num_items (int): Items of the graph.
+    """
+    match = (cand_item == item[:, None]) & cand_valid
+    other = torch.isin(user[:, None] * num_items + cand_item, held) & ~match
+    target = torch.where(match.any(1), match.float().argmax(1),
+                         torch.full_like(item, -1))
+    return cand_valid & ~other, target
+
+
 def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
                  pairs: Tensor, config: RerankConfig = None,
                  progress: bool = False) -> Reranked:
@@ -156,8 +182,9 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
         score_fn (Callable): The first stage's scores,
             :obj:`user_index -> [B, I]`.
         pairs (Tensor): Held-out pairs :obj:`[2, N]`, e.g.
-            :obj:`dataset.valid`; one per user is what the softmax assumes
-            (a user's other held-out items would count as her negatives).
+            :obj:`dataset.valid`. A user with several has one softmax per
+            pair, over her candidates less her other held-out items (which
+            are positives too, not negatives).
         config (RerankConfig, optional): Settings.
         progress (bool): A progress bar over the epochs.
     """
@@ -185,15 +212,15 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
     # Candidates of every held-out pair, built once: the first stage is
     # fixed.
     chunks = []
+    held = torch.unique(pair_keys(pairs, graph.num_items))
     for s in range(0, pairs.size(1), config.chunk_size):
         user, item = pairs[0, s:s + config.chunk_size], \
             pairs[1, s:s + config.chunk_size]
         c = candidates(user)
-        match = (c.item == item[:, None]) & c.valid
-        target = torch.where(match.any(1), match.float().argmax(1),
-                             torch.full_like(item, -1))
+        valid, target = softmax_rows(user, item, c.item, c.valid, held,
+                                     graph.num_items)
         keep = target >= 0
-        chunks.append((c.features[keep], c.valid[keep], target[keep],
+        chunks.append((c.features[keep], valid[keep], target[keep],
                        fold_of_user[user[keep]]))
     covered = sum(int(c[2].numel()) for c in chunks)
     coverage = covered / pairs.size(1)

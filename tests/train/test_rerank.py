@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 
@@ -138,6 +139,13 @@ def test_run_experiment_with_a_second_stage():
     assert row['stage1_valid'] == pytest.approx(plain['valid'])
     assert row['valid'] == row['rerank']['valid']['ndcg@10']
     assert row['rerank']['hidden'] == 8 and 0 < row['rerank']['coverage']
+    # the second stage follows the run's seed unless given one
+    assert row['rerank']['seed'] == config.seed == 0
+    other = dataclasses.replace(config, seed=3)
+    assert run_experiment('lightgcn', data, {}, other, rerank={
+        'epochs': 1, 'hidden': 8})['rerank']['seed'] == 3
+    assert run_experiment('lightgcn', data, {}, other, rerank={
+        'epochs': 1, 'hidden': 8, 'seed': 5})['rerank']['seed'] == 5
     assert 're-ranker fitted on the validation pairs' in row['selection']
     # the same first stage, another test ranking
     assert row['best_epoch'] == plain['best_epoch']
@@ -194,3 +202,22 @@ def test_rerank_enters_the_fingerprint_only_when_set():
                          .encode()).hexdigest()[:12]
     assert spec.fingerprint() == old
     assert spec.fingerprint() != with_rerank.fingerprint()
+
+
+def test_a_users_other_heldout_items_leave_her_softmax():
+    from graphrec.train.rerank import softmax_rows
+    num_items = 10
+    # user 0 holds out items 3 and 5, user 1 item 5
+    user, item = torch.tensor([0, 0, 1]), torch.tensor([3, 5, 5])
+    held = torch.unique(user * num_items + item)
+    cand = torch.tensor([[5, 3, 7, 0], [5, 3, 7, 0], [3, 5, 7, 0]])
+    real = torch.tensor([[True, True, True, False]] * 3)
+    valid, target = softmax_rows(user, item, cand, real, held, num_items)
+    assert target.tolist() == [1, 0, 1]
+    assert valid.tolist() == [[False, True, True, False],
+                              [True, False, True, False],
+                              [True, True, True, False]]
+    # an item that is no candidate has no class
+    valid, target = softmax_rows(torch.tensor([1]), torch.tensor([9]),
+                                 cand[2:], real[2:], held, num_items)
+    assert target.tolist() == [-1]
