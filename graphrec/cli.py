@@ -448,7 +448,7 @@ def cmd_ablate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config_path = Path(args.config)
-    _, specs, _ = load_config(config_path, args.dataset)
+    config, specs, _ = load_config(config_path, args.dataset)
     if args.model not in specs:
         raise ValueError(f"--model '{args.model}' is not in "
                          f"{config_path.name} (choices: {list(specs)})")
@@ -509,9 +509,13 @@ def cmd_ablate(args) -> int:
                 f"{g['hr@10']:.4f}" for g in gs) + ' |')
         sections += ['## HR@10 by user sparsity (train purchases)', '',
                      *lines, '']
+    # The config's notes on this dataset's ablations (what a figure means).
+    note = config.get('ablation_notes', {}).get(dataset)
+    notes = ([note if isinstance(note, str) else '\n'.join(note), '']
+             if note else [])
     write_page(pages / f'{stem}.md', f'Ablations of {args.model} on '
                f'{dataset}', 'graphrec ' + shlex.join(args.argv), rows,
-               extra_sections=sections, images=images)
+               notes=notes, extra_sections=sections, images=images)
     print(f'wrote {pages / (stem + ".md")}')
     return 0
 

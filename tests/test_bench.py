@@ -289,12 +289,16 @@ def test_bench_and_ablate_commands_write_pages(config, tmp_path, capsys):
     ref = max(hr, key=hr.get)
     assert f'| synthetic | mbcgcn | {ref} |' in page
     assert (pages / 'small-synthetic-bars.png').stat().st_size > 1000
+    # the config's notes on a dataset's ablations go onto its page
+    config.write_text(json.dumps({**CONFIG, 'ablation_notes': {
+        'synthetic': ['- A note on', '  two lines.']}}))
     code = main(['ablate', '--config', str(config), '--model', 'mbcgcn',
                  '--dataset', 'synthetic', '--seeds', '0', '--pages',
                  str(pages), '--graph', 'behaviors=view+buy',
                  '--no-progress'])
     assert code == 0
     page = (pages / 'ablation-mbcgcn-synthetic.md').read_text()
+    assert '- A note on\n  two lines.\n' in page
     for label in ('mbcgcn/no_transform', 'mbcgcn/target_only',
                   'mbcgcn/graph:behaviors=view+buy'):
         assert f'| synthetic | {label} | 1 |' in page
