@@ -381,6 +381,7 @@ def cmd_report(args) -> int:
 
 def _bench_outputs(args, stem: str):
     pages = Path(args.pages)
+    pages.mkdir(parents=True, exist_ok=True)
     results = Path(args.results or pages / f'{stem}.jsonl')
     return pages, results
 

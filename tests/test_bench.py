@@ -292,9 +292,12 @@ def test_bench_and_ablate_commands_write_pages(config, tmp_path, capsys):
     # the config's notes on a dataset's ablations go onto its page
     config.write_text(json.dumps({**CONFIG, 'ablation_notes': {
         'synthetic': ['- A note on', '  two lines.']}}))
+    # (into a folder that does not exist yet, results kept elsewhere)
+    pages = tmp_path / 'ablation-pages'
     code = main(['ablate', '--config', str(config), '--model', 'mbcgcn',
                  '--dataset', 'synthetic', '--seeds', '0', '--pages',
                  str(pages), '--graph', 'behaviors=view+buy',
+                 '--results', str(tmp_path / 'pages' / 'ablation.jsonl'),
                  '--no-progress'])
     assert code == 0
     page = (pages / 'ablation-mbcgcn-synthetic.md').read_text()
@@ -303,7 +306,7 @@ def test_bench_and_ablate_commands_write_pages(config, tmp_path, capsys):
                   'mbcgcn/graph:behaviors=view+buy'):
         assert f'| synthetic | {label} | 1 |' in page
     assert '## HR@10 by user sparsity' in page
-    rows = [r for r in read_jsonl(pages / 'ablation.jsonl')
+    rows = [r for r in read_jsonl(tmp_path / 'pages' / 'ablation.jsonl')
             if r['label'] == 'mbcgcn/graph:behaviors=view+buy']
     assert rows[0]['transforms'] == ['behaviors=view+buy']
     assert (pages / 'ablation-mbcgcn-synthetic-sparsity.png').exists()
