@@ -45,10 +45,10 @@ bench-full: $(STAMP)
 
 # Ablations of the full model, as on docs/results/ablation-causal_cascade-*.md.
 ablate-tmall: $(STAMP)
-	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset tmall --seeds 0 1 --epochs 10 --threads 1 --results docs/results/ablation.jsonl --ablations no_visited_head no_item_features no_cascade_heads mean_fusion no_backdoor no_contrastive --graph 'behaviors=view+buy' 'view@0.5'
+	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset tmall --seeds 0 1 2 --epochs 10 --threads 1 --results docs/results/ablation.jsonl --ablations no_visited_head no_item_features no_cascade_heads mean_fusion no_backdoor no_contrastive no_cascade backbone_lightgcn backbone_mf with_caged --graph 'behaviors=view+buy' 'view@0.5'
 
 ablate-retailrocket: $(STAMP)
-	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset retailrocket --seeds 0 1 2 --threads 1 --results docs/results/ablation-retailrocket.jsonl --ablations with_visited_head no_cascade_heads mean_fusion no_backdoor no_contrastive no_cascade no_plugins backbone_lightgcn
+	$(BIN)/graphrec ablate --config benchmarks/configs/full.json --model causal_cascade --dataset retailrocket --seeds 0 1 2 --threads 1 --results docs/results/ablation-retailrocket.jsonl --ablations with_visited_head no_cascade_heads mean_fusion no_backdoor no_contrastive no_cascade no_plugins backbone_lightgcn backbone_mf with_caged
 
 bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/speed.py --dataset $(DATASET) --threads 2
