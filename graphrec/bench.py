@@ -235,11 +235,11 @@ def run_grid(specs: Sequence[RunSpec], datasets: Sequence[str],
     results = Path(results)
     store = Path(store) if store else results.with_name(
         results.stem + '-per-user')
-    done = _done(results)
-    if rerun:
-        since = None if rerun is True else _as_time(rerun, 'rerun')
-        done = {k: r for k, r in done.items() if since is not None
-                and r.get('time') and _as_time(r['time'], 'time') >= since}
+    done = {} if rerun is True else _done(results)
+    if rerun and rerun is not True:  # what was written since still counts
+        since = _as_time(rerun, 'rerun')
+        done = {k: r for k, r in done.items()
+                if r.get('time') and _as_time(r['time'], 'time') >= since}
     evaluator = Evaluator(ks=(10, 20))
     rows = []
     for name in datasets:
