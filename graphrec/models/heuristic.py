@@ -190,7 +190,6 @@ class AuxiliaryReranker(Recommender):
                 f'strength={self.strength!r}')
 
 
-
 class _Neighbourhood(Recommender):
     # Shared by the k-nearest-neighbour models: the arguments, scoring in
     # sub-chunks of users within a memory budget, and the representation.
