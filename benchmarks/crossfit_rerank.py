@@ -75,8 +75,9 @@ def main(argv=None):
               f'epoch {fit.best_epoch}', flush=True)
         show('first stage', model.score_fn(trainer.graph))
         for text in args.variants:
-            # The re-ranker's own seed stays as in run_experiment's rows.
-            cfg = RerankConfig(**{**(spec.rerank or {}), **keywords(text)})
+            # The re-ranker follows the run's seed, as in run_experiment.
+            cfg = RerankConfig(**{'seed': seed, **(spec.rerank or {}),
+                                  **keywords(text)})
             stacked = fit_reranker(trainer.graph,
                                    model.score_fn(trainer.graph), data.valid,
                                    cfg)

@@ -220,7 +220,8 @@ def _fit_second_stage(net, trainer, dataset, rerank_config, evaluator,
                            dataset.valid, rerank_config,
                            progress=config.progress)
     info = {**rerank_config.to_dict(), 'coverage': stacked.coverage,
-            'seconds': stacked.seconds, 'losses': stacked.losses}
+            'seconds': stacked.seconds, 'losses': stacked.losses,
+            'carved_lists': stacked.carved_lists}
     valid = evaluator.evaluate(stacked.cross_fitted, dataset, split='valid')
     info['valid'] = {k: v for k, v in valid.items()
                      if isinstance(v, (int, float))}

@@ -221,3 +221,82 @@ def test_a_users_other_heldout_items_leave_her_softmax():
     valid, target = softmax_rows(torch.tensor([1]), torch.tensor([9]),
                                  cand[2:], real[2:], held, num_items)
     assert target.tolist() == [-1]
+
+
+def planted_repeat(num_users=200, num_items=60, seed=0):
+    r"""Users view 8 random items and buy the 3 most viewed of them (by
+    views overall); the held-out purchase is the 4th most viewed, which
+    the carved lists of the train purchases teach as well.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    view = []
+    for u in range(num_users):
+        items = torch.randperm(num_items, generator=gen)[:8]
+        view += [(u, int(i)) for i in items]
+    view = torch.tensor(view).t()
+    count = torch.bincount(view[1], minlength=num_items).float()
+    buy, held = [], []
+    for u in range(num_users):
+        mine = view[1][view[0] == u]
+        order = mine[torch.argsort(count[mine] * num_items - mine,
+                                   descending=True)]
+        buy += [(u, int(i)) for i in order[:3]]
+        held.append(int(order[3]))
+    graph = BehaviorGraph(num_users, num_items,
+                          {'view': view, 'buy': torch.tensor(buy).t()},
+                          ('view', 'buy'))
+    pairs = torch.stack([torch.arange(num_users), torch.tensor(held)])
+    scores = torch.rand(num_users, num_items, generator=gen)
+    return graph, (lambda user: scores[user]), pairs
+
+
+def test_carve_graph_holds_out_one_target_edge_per_user():
+    from graphrec.train.rerank import carve_graph
+    graph, _, _ = planted_repeat(num_users=30)
+    buy = graph.edge_index_dict['buy']
+    # a user with one purchase keeps it
+    graph.edge_index_dict['buy'] = buy = buy[:, 2:]
+    carved, pairs = carve_graph(graph, torch.Generator().manual_seed(0))
+    left = carved.edge_index_dict['buy']
+    assert pairs.size(1) == 30 - 1
+    assert sorted(pairs[0].tolist()) == list(range(1, 30))  # not user 0
+    both = torch.cat([left, pairs], 1)
+    key = lambda e: sorted((e[0] * 100 + e[1]).tolist())  # noqa: E731
+    assert key(both) == key(buy)
+    assert torch.equal(carved.edge_index_dict['view'],
+                       graph.edge_index_dict['view'])
+    again = carve_graph(graph, torch.Generator().manual_seed(0))[1]
+    other = carve_graph(graph, torch.Generator().manual_seed(1))[1]
+    assert torch.equal(again, pairs)
+    assert not torch.equal(other, pairs)
+
+
+def test_carved_lists_add_what_few_pairs_miss():
+    graph, score_fn, pairs = planted_repeat()
+    few = pairs[:, :6]  # too few held-out pairs to learn the order from
+    hits = {}
+    for carves in (0, 3):
+        config = RerankConfig(num_unvisited=0, hidden=0, epochs=20,
+                              lr=0.02, batch_size=16, folds=1,
+                              drop=['score'], carves=carves)
+        fitted = fit_reranker(graph, score_fn, few, config)
+        assert fitted.carved_lists == (0 if not carves else
+                                       carves * graph.num_users)
+        out = fitted.score_fn(pairs[0, 6:])
+        mine = out.gather(1, pairs[1, 6:, None])
+        # pessimistic: a tie with another item is a miss
+        hits[carves] = ((out >= mine).sum(1) == 1).float().mean().item()
+    # the held-out item is the candidate with the most views (ties to the
+    # most bought); a handful of pairs leaves the order half learnt
+    assert hits[3] > 0.8, hits
+    assert hits[3] > hits[0] + 0.05, hits
+
+
+def test_carves_need_the_score_dropped():
+    with pytest.raises(ValueError, match="'carves'"):
+        RerankConfig(carves=2)
+    with pytest.raises(ValueError, match="'carves'"):
+        RerankConfig(carves=2, drop=['score_centered'])
+    with pytest.raises(ValueError, match="'carves'"):
+        RerankConfig(carves=-1, drop=['score'])
+    assert RerankConfig(carves=2, drop=['score']).carves == 2
