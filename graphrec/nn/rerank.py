@@ -122,11 +122,16 @@ class CandidateFeatures:
             behavior, :math:`k` neighbours) adds its :obj:`num_unvisited`
             best unvisited items to the candidates (before the first
             stage's) and its score to the features. (default: :obj:`0`)
+        stage_unvisited (int, optional): Unvisited candidates per user from
+            the first stage, if not :obj:`num_unvisited` (0 where its
+            scores must not choose any, as for the carved lists of
+            :func:`graphrec.train.fit_reranker`). (default: :obj:`None`)
     """
     def __init__(self, graph: BehaviorGraph,
                  score_fn: Callable[[Tensor], Tensor],
                  num_unvisited: int = 100, drop: Sequence[str] = (),
-                 neighbours: int = 0):
+                 neighbours: int = 0,
+                 stage_unvisited: Optional[int] = None):
         if not isinstance(graph, BehaviorGraph):
             raise TypeError(f"'graph' must be a BehaviorGraph "
                             f"(got {type(graph).__name__})")
@@ -137,6 +142,12 @@ class CandidateFeatures:
                 isinstance(num_unvisited, bool) or num_unvisited < 0:
             raise ValueError(f"'num_unvisited' must be an int >= 0 "
                              f"(got {num_unvisited!r})")
+        if stage_unvisited is None:
+            stage_unvisited = num_unvisited
+        if not isinstance(stage_unvisited, int) or \
+                isinstance(stage_unvisited, bool) or stage_unvisited < 0:
+            raise ValueError(f"'stage_unvisited' must be an int >= 0 "
+                             f"(got {stage_unvisited!r})")
         if len(graph.behaviors) < 2:
             raise ValueError(f"candidate features need auxiliary behaviors "
                              f"(the graph has {list(graph.behaviors)})")
@@ -146,6 +157,7 @@ class CandidateFeatures:
                              f"(got {neighbours!r})")
         self.graph, self.score_fn = graph, score_fn
         self.num_unvisited = num_unvisited
+        self.stage_unvisited = stage_unvisited
         self.neighbours = neighbours
         self.knn = None
         if neighbours:
@@ -225,10 +237,10 @@ class CandidateFeatures:
             if user.numel() else 0.0
         priority = (finite + shift * tier).masked_fill_(excluded,
                                                         float('-inf'))
-        K = max(min(int(n_first.max()) + self.num_unvisited,
+        K = max(min(int(n_first.max()) + self.stage_unvisited,
                     self.num_items), 1) if user.numel() else 1
         item = priority.topk(K, dim=1).indices
-        count = torch.minimum(n_first + self.num_unvisited, available)
+        count = torch.minimum(n_first + self.stage_unvisited, available)
         valid = torch.arange(K, device=device)[None] < count[:, None]
 
         s = finite.gather(1, item)
@@ -260,7 +272,9 @@ class CandidateFeatures:
         return (f'{self.__class__.__name__}(num_users={self.num_users}, '
                 f'num_items={self.num_items}, '
                 f'num_unvisited={self.num_unvisited}, '
-                f'num_features={self.num_features}'
+                + (f'stage_unvisited={self.stage_unvisited}, '
+                   if self.stage_unvisited != self.num_unvisited else '')
+                + f'num_features={self.num_features}'
                 + (f', neighbours={self.neighbours}' if self.neighbours
                    else '')
                 + (f', drop={list(self.drop)}' if self.drop else '') + ')')

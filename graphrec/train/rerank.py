@@ -75,16 +75,19 @@ class RerankConfig:
         carves (int): More fitting lists, carved from the first stage's
             train graph (:func:`carve_graph`): :obj:`carves` times, one
             train purchase of every user with at least two is held out at
-            random, and each held-out item among its user's *visited*
-            candidates adds a softmax over those, with candidates and
-            features built on the graph without them. The first stage
-            trained on these purchases, so its scores must not enter:
-            :obj:`drop` has to cover :obj:`'score'`, and the carved lists
-            hold visited candidates only (the first stage's choice of
-            unvisited ones would know the held-out items). Useful where
-            held-out purchases are mostly of visited items (83% on tmall);
-            where none is (retailrocket) it would fit lists unlike the
-            test. (default: :obj:`0`, off)
+            random, and each held-out item among its user's candidates
+            adds a softmax over those, with candidates and features built
+            on the graph without them. The first stage trained on these
+            purchases, so its scores must not enter: :obj:`drop` has to
+            cover :obj:`'score'`, and the carved lists hold the visited
+            candidates and, with :obj:`neighbours`, the collaborative
+            filter's, never the first stage's (its choice would know the
+            held-out items). (default: :obj:`0`, off)
+        carve_auxiliary (bool): Remove the carved pairs from the auxiliary
+            behaviors too, as :func:`~graphrec.data.split.carve_validation`
+            does with :obj:`drop_auxiliary` (where no test item was viewed
+            or carted, as in retailrocket's release).
+            (default: :obj:`False`)
     """
     num_unvisited: int = 100
     hidden: int = 32
@@ -100,6 +103,7 @@ class RerankConfig:
     drop: List[str] = dataclasses.field(default_factory=list)
     neighbours: int = 0
     carves: int = 0
+    carve_auxiliary: bool = False
 
     def __post_init__(self):
         for name, low in (('num_unvisited', 0), ('neighbours', 0),
@@ -113,9 +117,10 @@ class RerankConfig:
                     or value < low:
                 raise ValueError(f"RerankConfig '{name}' must be an int >= "
                                  f"{low} (got {value!r})")
-        if not isinstance(self.merge_validation, bool):
-            raise ValueError(f"RerankConfig 'merge_validation' must be a "
-                             f"bool (got {self.merge_validation!r})")
+        for name in ('merge_validation', 'carve_auxiliary'):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"RerankConfig '{name}' must be a bool "
+                                 f"(got {getattr(self, name)!r})")
         if isinstance(self.drop, str) or not all(
                 isinstance(p, str) for p in self.drop):
             raise ValueError(f"RerankConfig 'drop' must be a list of "
@@ -171,14 +176,22 @@ class Reranked:
     carved_lists: int = 0
 
 
-def carve_graph(graph: BehaviorGraph, generator: torch.Generator
+def carve_graph(graph: BehaviorGraph, generator: torch.Generator,
+                drop_auxiliary: bool = False
                 ) -> Tuple[BehaviorGraph, Tensor]:
     r"""Holds out one target edge, drawn at random, of every user with at
     least two.
 
+    Args:
+        graph (BehaviorGraph): The graph.
+        generator (torch.Generator): The draw's random source.
+        drop_auxiliary (bool): Remove the held-out pairs from the auxiliary
+            behaviors too. (default: :obj:`False`)
+
     Returns:
-        :obj:`(graph, pairs)`: the graph without them (every other behavior
-        unchanged) and the held-out pairs :obj:`[2, N]`.
+        :obj:`(graph, pairs)`: the graph without them (the auxiliary
+        behaviors unchanged unless :obj:`drop_auxiliary`) and the held-out
+        pairs :obj:`[2, N]`.
     """
     from graphrec.data.split import _pick_one_per_user
     edges = graph.edge_index_dict[graph.target]
@@ -189,18 +202,25 @@ def carve_graph(graph: BehaviorGraph, generator: torch.Generator
     times = dict(graph.timestamps)
     if times.get(graph.target) is not None:
         times[graph.target] = times[graph.target][keep]
-    out = BehaviorGraph(graph.num_users, graph.num_items,
-                        {**graph.edge_index_dict,
-                         graph.target: edges[:, keep]},
-                        graph.behaviors, times)
-    return out, edges[:, pick]
+    edge_index_dict = {**graph.edge_index_dict, graph.target: edges[:, keep]}
+    if drop_auxiliary:
+        held = pair_keys(edges[:, pick], graph.num_items)
+        for b in graph.behaviors[:-1]:
+            out = torch.isin(pair_keys(edge_index_dict[b], graph.num_items),
+                             held)
+            edge_index_dict[b] = edge_index_dict[b][:, ~out]
+            if times.get(b) is not None:
+                times[b] = times[b][~out]
+    carved = BehaviorGraph(graph.num_users, graph.num_items,
+                           edge_index_dict, graph.behaviors, times)
+    return carved, edges[:, pick]
 
 
 def _carved_lists(graph: BehaviorGraph, pairs: Tensor, config: RerankConfig,
                   generator: torch.Generator, fold_of_user: Tensor) -> list:
     r"""The fitting lists of :obj:`config.carves` (see :class:`RerankConfig`):
-    chunks of :obj:`(features, valid, target, fold)` over visited candidates
-    only, candidates built without any first-stage score.
+    chunks of :obj:`(features, valid, target, fold)` over the visited and
+    the collaborative filter's candidates, without any first-stage score.
     """
     def no_score(user: Tensor) -> Tensor:
         return torch.zeros(user.numel(), graph.num_items,
@@ -208,9 +228,11 @@ def _carved_lists(graph: BehaviorGraph, pairs: Tensor, config: RerankConfig,
 
     chunks = []
     for _ in range(config.carves):
-        carved, extra = carve_graph(graph, generator)
-        candidates = CandidateFeatures(carved, no_score, 0, config.drop,
-                                       config.neighbours)
+        carved, extra = carve_graph(graph, generator,
+                                    config.carve_auxiliary)
+        candidates = CandidateFeatures(carved, no_score, config.num_unvisited,
+                                       config.drop, config.neighbours,
+                                       stage_unvisited=0)
         # The validation pairs are purchases too: never negatives.
         held = torch.unique(pair_keys(torch.cat([extra, pairs], 1),
                                       graph.num_items))

@@ -100,6 +100,20 @@ def test_candidates_with_user_based_cf(graph):
         CandidateFeatures(graph, fixed_scores(SCORES), neighbours=-1)
     with pytest.raises(ValueError, match="'drop' names no feature"):
         CandidateFeatures(graph, fixed_scores(SCORES), drop=['user_cf'])
+    # Without the first stage's picks: visited and the CF's only.
+    none = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=2,
+                             neighbours=1, stage_unvisited=0)
+    c = none(torch.tensor([0, 1, 2]))
+    assert c.item[0][c.valid[0]].tolist() == [2, 0, 3, 5]
+    assert c.item[1][c.valid[1]].tolist() == [1]
+    assert c.item[2][c.valid[2]].tolist() == [4, 1]
+    assert 'stage_unvisited=0' in repr(none)
+    visited = CandidateFeatures(graph, fixed_scores(SCORES), num_unvisited=2,
+                                stage_unvisited=0)
+    c = visited(torch.tensor([0, 1, 2]))
+    assert c.item[0][c.valid[0]].tolist() == [2, 0, 3]
+    with pytest.raises(ValueError, match="'stage_unvisited'"):
+        CandidateFeatures(graph, fixed_scores(SCORES), stage_unvisited=-1)
 
 
 def test_candidates_never_bought_and_capped_by_the_catalogue(graph):

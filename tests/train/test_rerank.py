@@ -124,6 +124,7 @@ def test_fit_reranker_errors():
                          ('lr', 0.0), ('weight_decay', -1.0),
                          ('num_unvisited', True),
                          ('merge_validation', 1), ('drop', 'score'),
+                         ('carve_auxiliary', 'yes'),
                          ('drop', [3])):
         with pytest.raises(ValueError, match=f"'{field}'"):
             RerankConfig(**{field: value})
@@ -265,6 +266,12 @@ def test_carve_graph_holds_out_one_target_edge_per_user():
     assert key(both) == key(buy)
     assert torch.equal(carved.edge_index_dict['view'],
                        graph.edge_index_dict['view'])
+    dropped, same = carve_graph(graph, torch.Generator().manual_seed(0),
+                                drop_auxiliary=True)
+    assert torch.equal(same, pairs)
+    view = dropped.edge_index_dict['view']
+    assert key(torch.cat([view, pairs], 1)) == key(
+        graph.edge_index_dict['view'])  # every held-out pair was viewed
     again = carve_graph(graph, torch.Generator().manual_seed(0))[1]
     other = carve_graph(graph, torch.Generator().manual_seed(1))[1]
     assert torch.equal(again, pairs)
