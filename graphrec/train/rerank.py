@@ -331,8 +331,6 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
         chunks.append((c.features[keep], valid[keep], target[keep],
                        fold_of_user[user[keep]]))
     covered = sum(int(c[2].numel()) for c in chunks)
-    carved = _carved_lists(graph, pairs, config, gen, fold_of_user) \
-        if config.carves else []
     coverage = covered / pairs.size(1)
     if covered == 0:
         raise ValueError(f"none of the {pairs.size(1)} held-out items is "
@@ -341,13 +339,15 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
                          f"raise 'num_unvisited'")
     per_fold = torch.bincount(torch.cat([c[3] for c in chunks]),
                               minlength=config.folds)
-    chunks += carved
     if config.folds > 1 and bool((per_fold == covered).any()):
         raise ValueError(f"'folds': every held-out pair among the "
                          f"candidates falls in one of the {config.folds} "
                          f"folds (pairs per fold {per_fold.tolist()}), so "
                          f"another fold has nothing to fit on; use more "
                          f"pairs or folds=1")
+    carved = _carved_lists(graph, pairs, config, gen, fold_of_user) \
+        if config.carves else []
+    chunks += carved
 
     def fit(exclude_fold: int, bar) -> tuple:
         data = [(f, v, t) if bool(k.all()) else (f[k], v[k], t[k])
