@@ -103,10 +103,12 @@ class CandidateFeatures:
     module docstring for the list of features).
 
     The candidates of a user are her visited items (linked by an auxiliary
-    behavior) that are not train purchases, then the :obj:`num_unvisited`
-    other items the first stage scores highest; train purchases are never
-    candidates. All statistics are counted on :obj:`graph`, so held-out
-    pairs never enter.
+    behavior) that are not train purchases, then (with :obj:`neighbours`)
+    the collaborative filter's :obj:`num_unvisited` best others, then the
+    :obj:`stage_unvisited` (by default :obj:`num_unvisited`) other items
+    the first stage scores highest; train purchases are never candidates.
+    All statistics are counted on :obj:`graph`, so held-out pairs never
+    enter.
 
     Args:
         graph (BehaviorGraph): The train graph of the first stage.

@@ -8,13 +8,18 @@ candidates (the held-out item is the class). Since that uses the validation
 pairs, its own validation figure is *cross-fitted*: users are split into
 folds, each fold is scored by a re-ranker fitted on the others, and the
 re-ranker used on test is fitted on all of them.
+
+With :obj:`RerankConfig.carves` the re-ranker also fits on purchases held
+out of the first stage's own train graph (:func:`carve_graph`). The first
+stage trained on those, so they enter without its score and without its
+choice of candidates (see :class:`RerankConfig`).
 """
 from __future__ import annotations
 
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,10 +48,11 @@ class RerankConfig:
         hidden (int): Hidden units of the MLP; 0 for a linear re-ranker.
             (default: :obj:`32`)
         num_layers (int): Hidden layers. (default: :obj:`2`)
-        epochs (int): Passes over the held-out pairs. (default: :obj:`5`)
+        epochs (int): Passes over the fitting lists (the held-out pairs'
+            and the carved ones). (default: :obj:`5`)
         lr (float): Adam learning rate. (default: :obj:`0.003`)
         weight_decay (float): Adam weight decay. (default: :obj:`1e-5`)
-        batch_size (int): Held-out pairs per step. (default: :obj:`128`)
+        batch_size (int): Fitting lists per step. (default: :obj:`128`)
         folds (int): Folds of the cross-fitted validation figure; 1 for
             none. (default: :obj:`2`)
         chunk_size (int): Users whose candidates are built at once.
@@ -82,12 +88,17 @@ class RerankConfig:
             cover :obj:`'score'`, and the carved lists hold the visited
             candidates and, with :obj:`neighbours`, the collaborative
             filter's, never the first stage's (its choice would know the
-            held-out items). (default: :obj:`0`, off)
-        carve_auxiliary (bool): Remove the carved pairs from the auxiliary
-            behaviors too, as :func:`~graphrec.data.split.carve_validation`
-            does with :obj:`drop_auxiliary` (where no test item was viewed
-            or carted, as in retailrocket's release).
-            (default: :obj:`False`)
+            held-out items). The draws are independent, so a user with
+            two purchases may give the same list twice; and the carved
+            graph has one purchase per user fewer than the validation
+            lists' graph. (default: :obj:`0`, off)
+        carve_auxiliary (bool, optional): Remove the carved pairs from the
+            auxiliary behaviors too, as
+            :func:`~graphrec.data.split.carve_validation` does with
+            :obj:`drop_auxiliary` (where no test item was viewed or carted,
+            as in retailrocket's release). :obj:`None` decides from the
+            held-out pairs: on where none of them is in an auxiliary
+            behavior of the graph. (default: :obj:`None`)
     """
     num_unvisited: int = 100
     hidden: int = 32
@@ -103,7 +114,7 @@ class RerankConfig:
     drop: List[str] = dataclasses.field(default_factory=list)
     neighbours: int = 0
     carves: int = 0
-    carve_auxiliary: bool = False
+    carve_auxiliary: Optional[bool] = None
 
     def __post_init__(self):
         for name, low in (('num_unvisited', 0), ('neighbours', 0),
@@ -117,10 +128,13 @@ class RerankConfig:
                     or value < low:
                 raise ValueError(f"RerankConfig '{name}' must be an int >= "
                                  f"{low} (got {value!r})")
-        for name in ('merge_validation', 'carve_auxiliary'):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"RerankConfig '{name}' must be a bool "
-                                 f"(got {getattr(self, name)!r})")
+        if not isinstance(self.merge_validation, bool):
+            raise ValueError(f"RerankConfig 'merge_validation' must be a "
+                             f"bool (got {self.merge_validation!r})")
+        if self.carve_auxiliary is not None and not isinstance(
+                self.carve_auxiliary, bool):
+            raise ValueError(f"RerankConfig 'carve_auxiliary' must be a "
+                             f"bool or None (got {self.carve_auxiliary!r})")
         if isinstance(self.drop, str) or not all(
                 isinstance(p, str) for p in self.drop):
             raise ValueError(f"RerankConfig 'drop' must be a list of "
@@ -160,9 +174,9 @@ class Reranked:
         reranker (ListwiseReranker): The re-ranker fitted on all pairs.
         candidates (CandidateFeatures): Candidates and features.
         losses (List[float]): Mean training loss per epoch of the final fit.
-        coverage (float): Share of held-out pairs whose item is a candidate
-            (the others cannot be ranked first and are left out of the
-            loss).
+        coverage (float): Share of held-out pairs (not counting the carved
+            ones) whose item is a candidate (the others cannot be ranked
+            first and are left out of the loss).
         seconds (float): Time of the whole fit.
         carved_lists (int): Fitting lists from :obj:`config.carves`.
     """
@@ -201,7 +215,8 @@ def carve_graph(graph: BehaviorGraph, generator: torch.Generator,
     keep[pick] = False
     times = dict(graph.timestamps)
     if times.get(graph.target) is not None:
-        times[graph.target] = times[graph.target][keep]
+        t = times[graph.target]
+        times[graph.target] = t[keep.to(t.device)]
     edge_index_dict = {**graph.edge_index_dict, graph.target: edges[:, keep]}
     if drop_auxiliary:
         held = pair_keys(edges[:, pick], graph.num_items)
@@ -210,7 +225,7 @@ def carve_graph(graph: BehaviorGraph, generator: torch.Generator,
                              held)
             edge_index_dict[b] = edge_index_dict[b][:, ~out]
             if times.get(b) is not None:
-                times[b] = times[b][~out]
+                times[b] = times[b][~out.to(times[b].device)]
     carved = BehaviorGraph(graph.num_users, graph.num_items,
                            edge_index_dict, graph.behaviors, times)
     return carved, edges[:, pick]
@@ -226,10 +241,15 @@ def _carved_lists(graph: BehaviorGraph, pairs: Tensor, config: RerankConfig,
         return torch.zeros(user.numel(), graph.num_items,
                            device=graph.device)
 
+    drop_auxiliary = config.carve_auxiliary
+    if drop_auxiliary is None:  # as the held-out pairs were carved
+        seen = pair_keys(graph.edge_index(graph.behaviors[:-1]),
+                         graph.num_items)
+        drop_auxiliary = not bool(torch.isin(
+            pair_keys(pairs, graph.num_items), seen).any())
     chunks = []
     for _ in range(config.carves):
-        carved, extra = carve_graph(graph, generator,
-                                    config.carve_auxiliary)
+        carved, extra = carve_graph(graph, generator, drop_auxiliary)
         candidates = CandidateFeatures(carved, no_score, config.num_unvisited,
                                        config.drop, config.neighbours,
                                        stage_unvisited=0)
