@@ -261,16 +261,28 @@ def _carved_lists(graph: BehaviorGraph, pairs: Tensor, config: RerankConfig,
         degree = carved.adjacency(carved.behaviors[:-1],
                                   normalize=False).user_degree
         extra = extra[:, torch.argsort(degree[extra[0]])]
-        for s in range(0, extra.size(1), config.chunk_size):
-            user, item = extra[0, s:s + config.chunk_size], \
-                extra[1, s:s + config.chunk_size]
-            c = candidates(user)
-            valid, target = softmax_rows(user, item, c.item, c.valid, held,
-                                         graph.num_items)
-            keep = target >= 0
-            if bool(keep.any()):
-                chunks.append((c.features[keep], valid[keep], target[keep],
-                               fold_of_user[user[keep]]))
+        chunks += _fitting_lists(candidates, extra, held, config.chunk_size,
+                                 fold_of_user)
+    return chunks
+
+
+def _fitting_lists(candidates: CandidateFeatures, pairs: Tensor,
+                   held: Tensor, chunk_size: int,
+                   fold_of_user: Tensor) -> list:
+    r"""Chunks of :obj:`(features, valid, target, fold)`, one softmax per
+    pair of :obj:`pairs` whose item is among its user's candidates (see
+    :func:`softmax_rows`; :obj:`held` are the keys of every held-out pair).
+    """
+    chunks = []
+    for s in range(0, pairs.size(1), chunk_size):
+        user, item = pairs[0, s:s + chunk_size], pairs[1, s:s + chunk_size]
+        c = candidates(user)
+        valid, target = softmax_rows(user, item, c.item, c.valid, held,
+                                     candidates.num_items)
+        keep = target >= 0
+        if bool(keep.any()):
+            chunks.append((c.features[keep], valid[keep], target[keep],
+                           fold_of_user[user[keep]]))
     return chunks
 
 
@@ -339,17 +351,9 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
 
     # Candidates of every held-out pair, built once: the first stage is
     # fixed.
-    chunks = []
     held = torch.unique(pair_keys(pairs, graph.num_items))
-    for s in range(0, pairs.size(1), config.chunk_size):
-        user, item = pairs[0, s:s + config.chunk_size], \
-            pairs[1, s:s + config.chunk_size]
-        c = candidates(user)
-        valid, target = softmax_rows(user, item, c.item, c.valid, held,
-                                     graph.num_items)
-        keep = target >= 0
-        chunks.append((c.features[keep], valid[keep], target[keep],
-                       fold_of_user[user[keep]]))
+    chunks = _fitting_lists(candidates, pairs, held, config.chunk_size,
+                            fold_of_user)
     covered = sum(int(c[2].numel()) for c in chunks)
     coverage = covered / pairs.size(1)
     if covered == 0:
