@@ -275,11 +275,13 @@ def checkpoint_scores(path: str):
     saved = ckpt.get('rerank')
     if saved is None:
         return model.score_fn(graph), model, dataset, graph
-    from graphrec.nn.rerank import ListwiseReranker
+    from graphrec.nn.rerank import ListwiseReranker, RerankerBag
     from graphrec.train.rerank import RerankConfig, second_stage_scores
     config = RerankConfig(**saved['config'])
-    reranker = ListwiseReranker(saved['num_features'], config.hidden,
+    members = [ListwiseReranker(saved['num_features'], config.hidden,
                                 config.num_layers)
+               for _ in range(config.bag)]
+    reranker = members[0] if config.bag == 1 else RerankerBag(members)
     reranker.load_state_dict(saved['state'])
     return (second_stage_scores(model, dataset, reranker.eval(), config),
             model, dataset, graph)

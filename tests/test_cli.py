@@ -27,18 +27,19 @@ def test_demo_prints_a_metrics_table(capsys, tmp_path):
     assert all(r['masking'] and r['checksum'] for r in rows)
 
 
-@pytest.mark.parametrize('merge', ['false', 'true'])
+@pytest.mark.parametrize('merge,bag', [('false', 1), ('true', 3)])
 def test_train_with_a_second_stage_saves_and_reuses_it(capsys, tmp_path,
-                                                       merge):
+                                                       merge, bag):
     out, results = tmp_path / 'run', tmp_path / 'r.jsonl'
     assert main(['train', '--model', 'lightgcn', '--epochs', '3',
                  '--no-progress', '--out', str(out), '--results',
                  str(results), '--rerank', 'epochs=2', 'hidden=8',
-                 f'merge_validation={merge}']) == 0
+                 f'merge_validation={merge}', f'bag={bag}']) == 0
     row = json.loads(results.read_text().splitlines()[-1])
     assert row['rerank']['hidden'] == 8 and 'stage1_valid' in row
     saved = load_checkpoint(out / 'model.pt')['rerank']
     assert saved['config']['merge_validation'] is (merge == 'true')
+    assert saved['config']['bag'] == bag
     capsys.readouterr()
     # The saved second stage reproduces the run's test figures.
     assert main(['evaluate', '--checkpoint', str(out / 'model.pt')]) == 0

@@ -22,6 +22,7 @@ from graphrec.nn.rerank import (
     Candidates,
     ListwiseReranker,
     RerankedScores,
+    RerankerBag,
 )
 from graphrec.nn.visited import (
     VisitedAwareHead,
@@ -46,4 +47,4 @@ __all__ = ['bipartite_propagate', 'bipartite_propagate_scatter',
            'check_backdoor', 'CAGED', 'ConditionalVAE', 'EdgeCVAE',
            'edge_scores', 'momentum_update', 'renormalize',
            'Candidates', 'CandidateFeatures', 'ListwiseReranker',
-           'RerankedScores']
+           'RerankerBag', 'RerankedScores']

@@ -49,7 +49,7 @@ from graphrec.nn.visited import (
 )
 
 __all__ = ['Candidates', 'CandidateFeatures', 'ListwiseReranker',
-           'RerankedScores', 'candidate_feature_names']
+           'RerankerBag', 'RerankedScores', 'candidate_feature_names']
 
 
 def candidate_feature_names(behaviors: Sequence[str],
@@ -357,6 +357,44 @@ class ListwiseReranker(torch.nn.Module):
         return (f'{self.__class__.__name__}({self.num_features}, '
                 f'hidden={self.hidden}, '
                 f'num_layers={len(self.mlp) // 2 if self.mlp else 0})')
+
+
+class RerankerBag(torch.nn.Module):
+    r"""The mean score of several re-rankers fitted on the same lists from
+    different initialisations and shuffles (:obj:`RerankConfig.bag`):
+
+    .. math::
+        r(x) = \frac{1}{M} \sum_{m=1}^M r_m(x).
+
+    A re-ranker fitted on a few hundred lists (retailrocket's validation
+    pairs) moves with its seed; the mean of :math:`M` moves less.
+
+    Args:
+        members (Sequence[ListwiseReranker]): The re-rankers, all with the
+            same :obj:`num_features`.
+    """
+    def __init__(self, members: Sequence[ListwiseReranker]):
+        super().__init__()
+        members = list(members)
+        if not members or not all(isinstance(m, ListwiseReranker)
+                                  for m in members):
+            raise TypeError(f"'members' must be a non-empty sequence of "
+                            f"ListwiseReranker (got "
+                            f"{[type(m).__name__ for m in members]})")
+        sizes = {m.num_features for m in members}
+        if len(sizes) != 1:
+            raise ValueError(f"'members' must share num_features (got "
+                             f"{sorted(sizes)})")
+        self.members = torch.nn.ModuleList(members)
+        self.num_features = members[0].num_features
+
+    def forward(self, features: Tensor) -> Tensor:
+        r"""Scores :obj:`[..., F] -> [...]`, the members' mean."""
+        return torch.stack([m(features) for m in self.members]).mean(0)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({len(self.members)} x '
+                f'{self.members[0]!r})')
 
 
 class RerankedScores:

@@ -31,6 +31,7 @@ from graphrec.nn.rerank import (
     CandidateFeatures,
     ListwiseReranker,
     RerankedScores,
+    RerankerBag,
 )
 from graphrec.nn.visited import _check_index
 
@@ -92,6 +93,10 @@ class RerankConfig:
             two purchases may give the same list twice; and the carved
             graph has one purchase per user fewer than the validation
             lists' graph. (default: :obj:`0`, off)
+        bag (int): Re-rankers fitted per fit (each fold's and the final
+            one) from different initialisations and shuffles of the same
+            lists; their mean score ranks (:class:`RerankerBag`). 1 fits
+            one re-ranker, exactly as before the option. (default: :obj:`1`)
         carve_auxiliary (bool, optional): Remove the carved pairs from the
             auxiliary behaviors too, as
             :func:`~graphrec.data.split.carve_validation` does with
@@ -115,10 +120,11 @@ class RerankConfig:
     neighbours: int = 0
     carves: int = 0
     carve_auxiliary: Optional[bool] = None
+    bag: int = 1
 
     def __post_init__(self):
         for name, low in (('num_unvisited', 0), ('neighbours', 0),
-                          ('carves', 0),
+                          ('carves', 0), ('bag', 1),
                           ('hidden', 0),
                           ('num_layers', 1), ('epochs', 1),
                           ('batch_size', 1), ('folds', 1),
@@ -171,7 +177,8 @@ class Reranked:
         cross_fitted (RerankedScores or None): Each held-out user scored by
             the re-ranker of the folds she is not in (for an honest
             validation figure); :obj:`None` with one fold.
-        reranker (ListwiseReranker): The re-ranker fitted on all pairs.
+        reranker (ListwiseReranker or RerankerBag): The re-ranker fitted
+            on all pairs (a :class:`RerankerBag` with :obj:`config.bag` > 1).
         candidates (CandidateFeatures): Candidates and features.
         losses (List[float]): Mean training loss per epoch of the final fit.
         coverage (float): Share of held-out pairs (not counting the carved
@@ -182,7 +189,7 @@ class Reranked:
     """
     score_fn: RerankedScores
     cross_fitted: Any
-    reranker: ListwiseReranker
+    reranker: Any
     candidates: CandidateFeatures
     losses: List[float]
     coverage: float
@@ -377,8 +384,20 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
         data = [(f, v, t) if bool(k.all()) else (f[k], v[k], t[k])
                 for f, v, t, fo in chunks for k in [fo != exclude_fold]
                 if bool(k.any())]
+        members, losses = [], []
+        for member in range(config.bag):
+            model, member_losses = fit_one(data, exclude_fold, member, bar)
+            members.append(model)
+            losses.append(member_losses)
+        losses = [sum(epoch) / len(epoch) for epoch in zip(*losses)]
+        return (members[0] if config.bag == 1 else
+                RerankerBag(members).eval()), losses
+
+    def fit_one(data: list, exclude_fold: int, member: int, bar) -> tuple:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + exclude_fold + 1)
+            # Member 0 has the seed a single re-ranker always had.
+            torch.manual_seed(config.seed + exclude_fold + 1
+                              + 1_000_003 * member)
             model = ListwiseReranker(candidates.num_features, config.hidden,
                                      config.num_layers).to(graph.device)
         rows = torch.cat([f[v] for f, v, _ in data])
@@ -413,8 +432,8 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=config.epochs * (folds + 1), desc='re-ranker',
-                   unit='epoch')
+        bar = tqdm(total=config.epochs * (folds + 1) * config.bag,
+                   desc='re-ranker', unit='epoch')
     try:
         fold_models = [fit(f, bar)[0] for f in range(folds)]
         reranker, losses = fit(-1, bar)  # every pair
@@ -430,7 +449,7 @@ def fit_reranker(graph: BehaviorGraph, score_fn: Callable[[Tensor], Tensor],
         carved_lists=sum(int(c[2].numel()) for c in carved))
 
 
-def second_stage_scores(model, dataset, reranker: ListwiseReranker,
+def second_stage_scores(model, dataset, reranker,
                 config: RerankConfig) -> RerankedScores:
     r"""The test-time score function of a fitted second stage over
     :obj:`model` (the first stage, trained without the validation pairs):
@@ -441,7 +460,7 @@ def second_stage_scores(model, dataset, reranker: ListwiseReranker,
     from graphrec.train.experiment import merge_validation
     data = (merge_validation(dataset) if config.merge_validation
             and dataset.valid is not None else dataset)
-    device = reranker.mean.device
+    device = next(reranker.buffers()).device
     graph = BehaviorGraph.from_dataset(data).to(device)
     return RerankedScores(
         CandidateFeatures(graph, model.score_fn(graph), config.num_unvisited,

@@ -102,6 +102,42 @@ def test_fit_reranker_is_seeded(device):
     assert torch.equal(out, two.score_fn(pairs[0]))
 
 
+def test_a_bag_averages_reranker_seeds_and_starts_with_the_single_one():
+    from graphrec.nn.rerank import RerankerBag
+    graph, score_fn, pairs = planted(num_users=120)
+    base = dict(num_unvisited=5, hidden=4, epochs=3, folds=2)
+    one = fit_reranker(graph, score_fn, pairs, RerankConfig(**base))
+    bag = fit_reranker(graph, score_fn, pairs, RerankConfig(**base, bag=3))
+    assert isinstance(bag.reranker, RerankerBag)
+    assert len(bag.reranker.members) == 3 and len(bag.losses) == 3
+    # the first fit's member 0 is the re-ranker that bag=1 fits there (same
+    # initialisation, same random stream; later fits draw after the
+    # members before them): the first fold's, and with one fold the final
+    solo = dict(base, folds=1)
+    alone = fit_reranker(graph, score_fn, pairs, RerankConfig(**solo))
+    bagged_alone = fit_reranker(graph, score_fn, pairs,
+                                RerankConfig(**solo, bag=2))
+    for single, bagged in ((alone.reranker, bagged_alone.reranker),
+                           (one.cross_fitted.models[0],
+                            bag.cross_fitted.models[0])):
+        for a, b in zip(single.state_dict().values(),
+                        bagged.members[0].state_dict().values()):
+            assert torch.equal(a, b)
+    first, second = bag.reranker.members[:2]
+    assert not torch.equal(first.linear.weight, second.linear.weight)
+    c = bag.candidates(pairs[0])
+    mean = torch.stack([m(c.features) for m in bag.reranker.members]).mean(0)
+    assert torch.allclose(bag.reranker(c.features), mean)
+    # the bag ranks by the mean: every user's best candidate is its argmax
+    out = bag.score_fn(pairs[0])
+    best = mean.masked_fill(~c.valid, float('-inf')).argmax(1)
+    assert torch.equal(out.argmax(1), c.item.gather(1, best[:, None])[:, 0])
+    with pytest.raises(ValueError, match="'members' must share"):
+        RerankerBag([first, type(first)(first.num_features + 1)])
+    with pytest.raises(TypeError, match="'members'"):
+        RerankerBag([])
+
+
 def test_fit_reranker_errors():
     graph, score_fn, pairs = planted(num_users=20)
     with pytest.raises(TypeError, match="'pairs'"):
@@ -126,7 +162,7 @@ def test_fit_reranker_errors():
                          ('num_unvisited', True),
                          ('merge_validation', 1), ('drop', 'score'),
                          ('carve_auxiliary', 'yes'),
-                         ('carve_auxiliary', 1),
+                         ('carve_auxiliary', 1), ('bag', 0),
                          ('drop', [3])):
         with pytest.raises(ValueError, match=f"'{field}'"):
             RerankConfig(**{field: value})
