@@ -367,7 +367,8 @@ class RerankerBag(torch.nn.Module):
         r(x) = \frac{1}{M} \sum_{m=1}^M r_m(x).
 
     A re-ranker fitted on a few hundred lists (retailrocket's validation
-    pairs) moves with its seed; the mean of :math:`M` moves less.
+    and carved pairs) depends on its seed; the mean of :math:`M` averages
+    that part of the variance out.
 
     Args:
         members (Sequence[ListwiseReranker]): The re-rankers, all with the
@@ -408,8 +409,8 @@ class RerankedScores:
 
     Args:
         candidates (CandidateFeatures): Candidates and features.
-        reranker (ListwiseReranker or Sequence[ListwiseReranker]): One
-            re-ranker, or one per fold.
+        reranker (ListwiseReranker or RerankerBag, or a sequence of
+            them): One re-ranker, or one per fold.
         fold (Tensor, optional): The fold of every user :obj:`[U]`.
     """
     def __init__(self, candidates: CandidateFeatures, reranker,

@@ -180,7 +180,8 @@ class Reranked:
         reranker (ListwiseReranker or RerankerBag): The re-ranker fitted
             on all pairs (a :class:`RerankerBag` with :obj:`config.bag` > 1).
         candidates (CandidateFeatures): Candidates and features.
-        losses (List[float]): Mean training loss per epoch of the final fit.
+        losses (List[float]): Mean training loss per epoch of the final fit
+            (with :obj:`config.bag` > 1, averaged over the members).
         coverage (float): Share of held-out pairs (not counting the carved
             ones) whose item is a candidate (the others cannot be ranked
             first and are left out of the loss).
