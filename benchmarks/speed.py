@@ -4,7 +4,7 @@ on synthetic graphs, every comparison measured within one run.
 
     python benchmarks/speed.py --dataset tmall
     python benchmarks/speed.py --dataset retailrocket
-    python benchmarks/speed.py --scaling --edges 1e6 2e6 5e6 1e7 2e7
+    python benchmarks/speed.py --scaling --threads 1 --edges 1e6 2e6 5e6 1e7 2e7 2.5e7
 
 The dataset runs write docs/results/speed-<dataset>.md, the scaling run
 docs/results/speed-scaling.md and speed-scaling.png; every figure is also
@@ -606,7 +606,7 @@ def main(argv=None):
     parser.add_argument('--scaling', action='store_true',
                         help='the synthetic scaling curve instead')
     parser.add_argument('--edges', nargs='+',
-                        default=['1e6', '2e6', '5e6', '1e7', '2e7'])
+                        default=['1e6', '2e6', '5e6', '1e7', '2e7', '2.5e7'])
     parser.add_argument('--dim', type=int, default=64)
     parser.add_argument('--results', default=str(RESULTS / 'speed.jsonl'))
     parser.add_argument('--pages', default=str(RESULTS),
