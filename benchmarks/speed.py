@@ -4,7 +4,8 @@ on synthetic graphs, every comparison measured within one run.
 
     python benchmarks/speed.py --dataset tmall
     python benchmarks/speed.py --dataset retailrocket
-    python benchmarks/speed.py --scaling --threads 1 --edges 1e6 2e6 5e6 1e7 2e7 2.5e7
+    python benchmarks/speed.py --scaling --threads 1 \
+        --edges 1e6 2e6 5e6 1e7 2e7 2.5e7
 
 The dataset runs write docs/results/speed-<dataset>.md, the scaling run
 docs/results/speed-scaling.md and speed-scaling.png; every figure is also
